@@ -1,0 +1,57 @@
+#pragma once
+// The one shape of every long native call: a Promise settled by an AsyncProgressQueueWorker.
+//  - Run() executes on a libuv worker thread (never on Node's event loop); throw vmat::Error to reject.
+//  - Emit(json) sends a progress event to the optional JS callback; events arrive in order and all before the
+//    Promise settles (node-addon-api defers OnOK until the progress queue is drained).
+//  - Cancelled() reads the CancelToken that JS flips from an AbortSignal.
+//  - Errors reject with an Error whose `code` is vmat::error_code_name(...); TS adds the caller's stack.
+#include <napi.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cancel_token.h"
+#include "vmat/error.h"
+
+namespace vmat::binding {
+
+class PromiseWorker : public Napi::AsyncProgressQueueWorker<char> {
+ public:
+  // options may hold { onProgress?: (json: string) => void, cancel?: CancelToken, threads?: number }.
+  PromiseWorker(Napi::Env env, const char* name, Napi::Value options);
+  ~PromiseWorker() override;
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  // Queues the worker and returns its Promise.
+  Napi::Value Start();
+
+  // Keeps a JS value (typically a TypedArray viewed as a tensor) alive until the worker is destroyed.
+  void Retain(Napi::Value value);
+
+ protected:
+  virtual void Run() = 0;
+  virtual Napi::Value Result(Napi::Env env) = 0;
+
+  void Emit(const std::string& json);
+  bool Cancelled() const { return cancel_ && cancel_->load(); }
+  std::shared_ptr<std::atomic<bool>> cancel_flag() const { return cancel_; }
+  int threads() const { return threads_; }
+
+ private:
+  void Execute(const ExecutionProgress& progress) final;
+  void OnProgress(const char* data, size_t count) final;
+  void OnOK() final;
+  void OnError(const Napi::Error& error) final;
+
+  Napi::Promise::Deferred deferred_;
+  Napi::FunctionReference on_progress_;
+  std::shared_ptr<std::atomic<bool>> cancel_;
+  std::vector<Napi::Reference<Napi::Value>> retained_;
+  const ExecutionProgress* progress_ = nullptr;
+  std::string error_code_ = "VMAT_INTERNAL";
+  int threads_ = 0;
+};
+
+}  // namespace vmat::binding

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Installs what is missing and builds everything: system packages (libtorch, compilers), npm packages, the native
+# addon and the TypeScript. A second run finds everything in place and only checks it.
+#   bash scripts/setup.sh          what running vmat-native needs
+#   bash scripts/setup.sh --test   also what the tests need (GoogleTest, NumPy/SciPy/PyTorch references, Chromium)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test_deps=0
+[[ "${1:-}" == "--test" ]] && want_test_deps=1
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+fail() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+
+# ------------------------------------------------------------------ Node.js
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+(( node_major >= 20 )) || fail "Node.js 20 or newer is needed (found: $(node --version 2>/dev/null || echo none)); install it from your distribution or nodejs.org"
+
+# ------------------------------------------------------------------ system packages
+libtorch_found() {
+  [[ -n "${LIBTORCH:-}" && -d "${LIBTORCH}" ]] && return 0
+  [[ -n "${Torch_DIR:-}" && -f "${Torch_DIR}/TorchConfig.cmake" ]] && return 0
+  local py_prefix
+  py_prefix=$(python3 -c 'import os,torch;p=torch.utils.cmake_prefix_path;print(p if os.path.isdir(os.path.join(p,"Torch")) else "")' 2>/dev/null || true)
+  [[ -n "$py_prefix" ]] && return 0
+  compgen -G '/usr/lib/*/cmake/Torch/TorchConfig.cmake' >/dev/null
+}
+
+missing=()
+command -v cmake >/dev/null || missing+=(cmake)
+command -v g++ >/dev/null || missing+=(g++)
+command -v ninja >/dev/null || missing+=(ninja-build)
+libtorch_found || missing+=(libtorch-dev)
+if (( want_test_deps )); then
+  [[ -f /usr/lib/x86_64-linux-gnu/cmake/GTest/GTestConfig.cmake || -n "$(compgen -G '/usr/lib/*/cmake/GTest/GTestConfig.cmake')" ]] || missing+=(libgtest-dev)
+  /usr/bin/python3 -c 'import numpy, scipy' 2>/dev/null || missing+=(python3-numpy python3-scipy)
+  /usr/bin/python3 -c 'import torch' 2>/dev/null || missing+=(python3-torch)
+  command -v chromium >/dev/null || missing+=(chromium)
+fi
+
+if (( ${#missing[@]} )); then
+  if [[ -f /etc/debian_version && "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+    say "installing with apt-get: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    fail "missing: ${missing[*]}. On Debian/Ubuntu: sudo apt-get install ${missing[*]}. Elsewhere install libtorch (pip install torch, or unpack libtorch and set LIBTORCH=/path/to/libtorch), CMake >= 3.18 and a C++17 compiler, then run this again"
+  fi
+fi
+libtorch_found || fail "libtorch is still not found; set LIBTORCH=/path/to/libtorch or Torch_DIR=/path/to/share/cmake/Torch"
+
+# ------------------------------------------------------------------ npm packages
+lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [[ ! -f node_modules/.vmat-lock-hash || "$(cat node_modules/.vmat-lock-hash)" != "$lock_hash" ]]; then
+  say "installing npm packages"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$lock_hash" > node_modules/.vmat-lock-hash
+fi
+
+# ------------------------------------------------------------------ build
+say "building the native addon (build/)"
+bash scripts/build-native.sh > build-native.log 2>&1 || { tail -40 build-native.log >&2; fail "the native build failed; the full log is in build-native.log"; }
+say "building the TypeScript (dist/)"
+npx --no-install tsc -p tsconfig.json
+chmod +x dist/cli/main.js
+say "ready: $(node dist/cli/main.js info --json | node -e 'const r=JSON.parse(require("fs").readFileSync(0,"utf8"));console.log(`vmat-native ${r.vmatNativeVersion}, libtorch ${r.libtorchVersion}, ${r.devices.length?r.devices.map(d=>d.name).join(", "):"CPU"}`)')"

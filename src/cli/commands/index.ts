@@ -1,0 +1,6 @@
+import type { Command } from 'commander';
+
+import { register as info } from './info.js';
+
+/** Every command, in the order `--help` lists them. */
+export const commands: ((program: Command) => void)[] = [info];

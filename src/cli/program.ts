@@ -1,0 +1,62 @@
+/**
+ * The CLI: one file per command under ./commands, each exporting `register(program)`.
+ * Exit codes (spec/cli.md): 0 success, 1 user error (one sentence, no stack unless --verbose), 2 internal failure.
+ */
+import { Command, CommanderError } from 'commander';
+
+import { isUserError } from '../errors.js';
+import { VERSION } from '../version.js';
+import { commands } from './commands/index.js';
+
+export function buildProgram(): Command {
+  const program = new Command('vmat-native')
+    .description('Radiotherapy dose prediction: train, predict and evaluate 3D dose models on a native libtorch core.')
+    .version(VERSION, '-V, --version')
+    .option('--verbose', 'print stack traces and extra diagnostics')
+    .showSuggestionAfterError(true)
+    .showHelpAfterError('(run `vmat-native --help` for the list of commands)')
+    .exitOverride();
+  for (const register of commands) register(program);
+  program.commands.forEach((command) => command.exitOverride());
+  return program;
+}
+
+/**
+ * Accepts the seed's snake_case spellings (`--exp_name`, `--data_dir`) for the kebab-case flags, so that its
+ * notebook's commands run as written.
+ */
+export function normaliseFlagSpelling(argv: string[]): string[] {
+  return argv.map((token) => {
+    if (!token.startsWith('--') || token === '--') return token;
+    const eq = token.indexOf('=');
+    const name = eq < 0 ? token : token.slice(0, eq);
+    const rest = eq < 0 ? '' : token.slice(eq);
+    return name.replaceAll('_', '-') + rest;
+  });
+}
+
+export async function runCli(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  const args = normaliseFlagSpelling(argv);
+  const verbose = args.includes('--verbose');
+  try {
+    await program.parseAsync(args, { from: 'user' });
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // help and version exit through here with code 0; commander has already printed its message.
+      return error.exitCode === 0 ? 0 : 1;
+    }
+    if (isUserError(error)) {
+      process.stderr.write(`vmat-native: ${error.message}\n`);
+      if (verbose && error.stack) process.stderr.write(`${error.stack}\n`);
+      return 1;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`vmat-native: internal error: ${message}\n`);
+    if (error instanceof Error && error.stack) {
+      process.stderr.write(verbose ? `${error.stack}\n` : 'Run again with --verbose for the stack trace, and report it.\n');
+    }
+    return 2;
+  }
+}

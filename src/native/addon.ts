@@ -1,0 +1,63 @@
+/**
+ * The shape of the compiled addon (binding/*.cc). Each binding module adds its functions here; TypeScript code
+ * reaches the addon only through `loadNative()` and the wrappers in `src/native/call.ts`.
+ */
+
+export type NativeTypedArray =
+  | Float32Array
+  | Float64Array
+  | Int8Array
+  | Uint8Array
+  | Int16Array
+  | Int32Array
+  | BigInt64Array;
+
+/** A tensor handed over from native code without a copy. */
+export interface NativeTensor<T extends NativeTypedArray = NativeTypedArray> {
+  data: T;
+  shape: number[];
+}
+
+/** Options every long native call accepts (binding/promise_worker.h). */
+export interface NativeCallOptions {
+  onProgress?: (json: string) => void;
+  cancel?: NativeCancelToken;
+  threads?: number;
+}
+
+export interface NativeCancelToken {
+  cancel(): void;
+  readonly cancelled: boolean;
+}
+
+export interface NativeRuntimeInfo {
+  libtorchVersion: string;
+  cudaCompiled: boolean;
+  torchCudaCompiled: boolean;
+  cudaAvailable: boolean;
+  cudaVersion: string;
+  cudnnAvailable: boolean;
+  cudnnVersion: number;
+  threads: number;
+  interopThreads: number;
+  parallelInfo: string;
+  devices: { index: number; name: string; totalMemoryBytes: number; computeCapability: string }[];
+}
+
+export interface NativeAddon {
+  addonVersion: string;
+  CancelToken: new () => NativeCancelToken;
+  info(): NativeRuntimeInfo;
+  /** "auto" | "cpu" | "cuda" | "cuda:N" → the device that will be used; throws VMAT_INVALID_INPUT. */
+  resolveDevice(requested: string): string;
+  selfcheck: {
+    scaleInPlace(array: Float32Array, factor: number): void;
+    arange(n: number): NativeTensor<Float32Array>;
+    sumAsync(
+      array: Float32Array,
+      steps: number,
+      stepMs: number,
+      options: NativeCallOptions,
+    ): Promise<{ sum: number; stepsDone: number; cancelled: boolean }>;
+  };
+}
