@@ -69,5 +69,7 @@ export interface NativeAddon {
       options: NativeCallOptions & { clipMm?: number },
     ): Promise<NativeTensor<Float32Array>>;
     deriveBodyMask(ct: Int16Array | Float32Array, shape: number[], options: NativeCallOptions): Promise<NativeTensor<Uint8Array>>;
+    /** An ArrayBuffer on huge-page-advised memory (fast to fill from a file). */
+    allocateBuffer(bytes: number): ArrayBuffer;
   };
 }
