@@ -81,6 +81,8 @@ export interface NativeAddon {
       options: NativeCallOptions & { clipMm?: number },
     ): Promise<NativeTensor<Float32Array>>;
     deriveBodyMask(ct: Int16Array | Float32Array, shape: number[], options: NativeCallOptions): Promise<NativeTensor<Uint8Array>>;
+    /** An ArrayBuffer on huge-page-advised memory (fast to fill from a file). */
+    allocateBuffer(bytes: number): ArrayBuffer;
   };
   /** BaselineUNet3D parameter table; throws VMAT_INVALID_INPUT for bad widths. */
   modelSummary(inChannels: number, baseChannels: number): NativeModelSummary;
