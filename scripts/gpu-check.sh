@@ -69,11 +69,11 @@ def row(label, o, p, unit):
     ratio = f"{o / p:.2f}" if (o and p) else "-"
     rows.append(f"| {label} | {o if o is not None else '-'} {unit} | {p if p is not None else '-'} {unit} | {ratio} |")
 g = lambda d, k, f: (d.get(k) or {}).get(f)
-row("train step fp32/TF32", g(ours, "train_step_fp32_tf32conv", "ms_per_step"), g(peer, "train_step_fp32_tf32conv", "ms_per_step"), "ms")
-row("train step bf16", g(ours, "train_step_bf16_autocast", "ms_per_step"), g(peer, "train_step_bf16_autocast", "ms_per_step"), "ms")
-row("train step bf16 channels-last", g(ours, "train_step_bf16_channels_last", "ms_per_step"), g(peer, "train_step_bf16_autocast", "ms_per_step"), "ms")
-row("peak memory bf16", g(ours, "train_step_bf16_autocast", "peak_gib"), g(peer, "train_step_bf16_autocast", "peak_gib"), "GiB")
-row("peak memory bf16 channels-last", g(ours, "train_step_bf16_channels_last", "peak_gib"), g(peer, "train_step_bf16_autocast", "peak_gib"), "GiB")
+row("train step fp32/TF32 (unfused)", g(ours, "train_step_fp32_tf32conv_unfused", "ms_per_step"), g(peer, "train_step_fp32_tf32conv", "ms_per_step"), "ms")
+row("train step bf16 (unfused)", g(ours, "train_step_bf16_unfused", "ms_per_step"), g(peer, "train_step_bf16_autocast", "ms_per_step"), "ms")
+row("train step bf16 (fused norm_act)", g(ours, "train_step_bf16_fused", "ms_per_step"), g(peer, "train_step_bf16_autocast", "ms_per_step"), "ms")
+row("peak memory bf16 (unfused)", g(ours, "train_step_bf16_unfused", "peak_gib"), g(peer, "train_step_bf16_autocast", "peak_gib"), "GiB")
+row("peak memory bf16 (fused)", g(ours, "train_step_bf16_fused", "peak_gib"), g(peer, "train_step_bf16_autocast", "peak_gib"), "GiB")
 row("Sobel loss fwd+bwd 2x128^3", g(ours, "sobel_loss_fwd_bwd_2x128^3", "fused_ms"), g(peer, "sobel_loss_fwd_bwd_2x128^3", "ms"), "ms")
 sw = [v["ms"] for k, v in ours.items() if k and k.startswith("sliding_window_160x256x256_bf16_b") and "ms" in v]
 row("sliding window 160x256x256 (best sw-batch)", min(sw) if sw else None, g(peer, "sliding_window_160x256x256_bf16", "ms"), "ms")

@@ -1,7 +1,8 @@
 // GPU benchmark of the seed's workload, the native side of the GPU issue's table (the PyTorch peer,
 // shared/reference/pytorch_peer_bench.py, runs in the same device call; scripts/gpu-check.sh runs both):
-//   - a training step of BaselineUNet3D (base 48, batch 2, 128^3, AdamW + clip 1.0, MSE + 0.1 Sobel + 0.1 negative),
-//     fp32 (TF32 convolutions), bf16 autocast, and bf16 autocast with channels-last-3d activations;
+//   - a training step of BaselineUNet3D (base 48, batch 2, 128^3, AdamW + clip 1.0, MSE + 0.1 Sobel + 0.1 negative):
+//     fp32 (TF32 convolutions) and bf16 autocast with libtorch's own GroupNorm/SiLU/FiLM ops, and bf16 autocast with
+//     the fused norm_act kernels (the default on CUDA);
 //   - the fused Sobel loss forward + backward on 2 x 128^3, checked against the convolution form on the GPU and
 //     against the CPU kernel;
 //   - sliding-window prediction of 160 x 256 x 256 (patch 128, overlap 0.5, bf16).
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "vmat/losses.h"
+#include "vmat/norm_act.h"
 #include "vmat/sliding_window.h"
 #include "vmat/unet.h"
 
@@ -78,7 +80,8 @@ at::Tensor conv_sobel_loss(const at::Tensor& p, const at::Tensor& t) {
   return (gp - gt).abs().mean();
 }
 
-void bench_train_step(const std::string& name, bool bf16, bool channels_last, int64_t patch, int64_t batch) {
+void bench_train_step(const std::string& name, bool bf16, bool fused, int64_t patch, int64_t batch) {
+  vmat::set_fused_norm_act(fused ? vmat::FusedNormAct::On : vmat::FusedNormAct::Off);
   torch::manual_seed(0);
   const torch::Device device(torch::kCUDA, 0);
   vmat::BaselineUNet3D model(vmat::UNetConfig{});
@@ -87,7 +90,6 @@ void bench_train_step(const std::string& name, bool bf16, bool channels_last, in
   auto x = torch::randn({batch, 9, patch, patch, patch}, torch::TensorOptions().device(device));
   auto c = torch::rand({batch, 13}, torch::TensorOptions().device(device));
   auto y = torch::rand({batch, 1, patch, patch, patch}, torch::TensorOptions().device(device));
-  if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast3d);
   vmat::LossWeights weights;
   weights.use_gradient_loss = true;
   auto step = [&] {
@@ -189,9 +191,10 @@ int main(int argc, char** argv) {
   try {
     if (want("sobel")) bench_sobel();
     if (want("step")) {
-      bench_train_step("train_step_fp32_tf32conv", false, false, 128, 2);
-      bench_train_step("train_step_bf16_autocast", true, false, 128, 2);
-      bench_train_step("train_step_bf16_channels_last", true, true, 128, 2);
+      bench_train_step("train_step_fp32_tf32conv_unfused", false, false, 128, 2);
+      bench_train_step("train_step_bf16_unfused", true, false, 128, 2);
+      bench_train_step("train_step_bf16_fused", true, true, 128, 2);
+      vmat::set_fused_norm_act(vmat::FusedNormAct::Auto);
     }
     if (want("sliding")) {
       bench_sliding_window(1);
