@@ -72,6 +72,16 @@ export interface NativeAddon {
       options: NativeCallOptions,
     ): Promise<{ sum: number; stepsDone: number; cancelled: boolean }>;
   };
+  /** binding/data.cc: case-data kernels (signed distance maps, body mask). */
+  data: {
+    signedDistanceMaps(
+      masks: Uint8Array,
+      shape: number[],
+      spacingMm: number[],
+      options: NativeCallOptions & { clipMm?: number },
+    ): Promise<NativeTensor<Float32Array>>;
+    deriveBodyMask(ct: Int16Array | Float32Array, shape: number[], options: NativeCallOptions): Promise<NativeTensor<Uint8Array>>;
+  };
   /** BaselineUNet3D parameter table; throws VMAT_INVALID_INPUT for bad widths. */
   modelSummary(inChannels: number, baseChannels: number): NativeModelSummary;
   /** Seeds libtorch, builds the network with PyTorch's default init and writes it as a checkpoint (overwrites). */
