@@ -84,7 +84,7 @@ at::Tensor ResBlockImpl::forward(const at::Tensor& x, const at::Tensor& embeddin
   auto h = torch::silu(norm1(conv1(x)));
   const auto film_out = film(embedding_silu).unsqueeze(-1).unsqueeze(-1).unsqueeze(-1);
   const auto scale_shift = film_out.chunk(2, 1);
-  h = h * (1 + scale_shift[0]) + scale_shift[1];
+  h = torch::addcmul(scale_shift[1], h, 1 + scale_shift[0]);  // h * (1 + scale) + shift in one pass
   h = torch::silu(norm2(conv2(h)));
   return h + (skip ? skip(x) : x);
 }
