@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Benchmarks, each section independent and each against its peer in the same run (BENCHMARKS.md records results).
-#   bash scripts/bench.sh            every section
-#   bash scripts/bench.sh data       one section
+# Benchmarks: each section (bench/<section>.sh) runs vmat-native and its peer side by side in the same run, on the
+# same machine, and prints the ratio. Run after scripts/setup.sh (build/ holds the bench_* executables).
+# BENCHMARKS.md records the results with machine and date.
+#   bash scripts/bench.sh                 every section
+#   bash scripts/bench.sh data gamma      some sections
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export OMP_WAIT_POLICY=passive
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+export VMAT_BENCH_THREADS="${VMAT_BENCH_THREADS:-$(nproc)}"
 sections=("$@")
-run_section() { [[ ${#sections[@]} -eq 0 ]] || [[ " ${sections[*]} " == *" $1 "* ]]; }
-
-# ------------------------------------------------------------------ data: distance maps and case loading
-# 8 signed distance maps of a 128x300x300 case at (2.5,1,1) mm vs scipy.ndimage.distance_transform_edt; loading the
-# ≈530 MB case file vs numpy.load. Needs /usr/bin/python3 with NumPy and SciPy; about a minute.
-if run_section data; then
-  echo "== data: distance maps and case loading (bench/data.bench.mjs)"
-  node bench/data.bench.mjs
+if [[ ${#sections[@]} -eq 0 ]]; then
+  for file in bench/*.sh; do sections+=("$(basename "$file" .sh)"); done
 fi
+for section in "${sections[@]}"; do
+  [[ -f "bench/$section.sh" ]] || { echo "bench: no section '$section' (bench/*.sh: $(cd bench && ls *.sh | sed 's/\.sh$//' | tr '\n' ' '))" >&2; exit 1; }
+  echo "== $section ($(date -u +%F), $(lscpu | sed -n 's/^Model name: *//p'), ${VMAT_BENCH_THREADS} threads)"
+  bash "bench/$section.sh"
+done

@@ -92,8 +92,8 @@ at::Tensor ResBlockImpl::forward(const at::Tensor& x, const at::Tensor& embeddin
                                 norm2->options.eps(), {}, {}, skip ? skip(x) : x);
   }
   auto h = torch::silu(norm1(conv1(x)));
-  h = h * (1 + scale_shift[0].unsqueeze(-1).unsqueeze(-1).unsqueeze(-1)) +
-      scale_shift[1].unsqueeze(-1).unsqueeze(-1).unsqueeze(-1);
+  h = torch::addcmul(scale_shift[1].unsqueeze(-1).unsqueeze(-1).unsqueeze(-1), h,
+                     1 + scale_shift[0].unsqueeze(-1).unsqueeze(-1).unsqueeze(-1));  // h * (1 + scale) + shift in one pass
   h = torch::silu(norm2(conv2(h)));
   return h + (skip ? skip(x) : x);
 }
