@@ -7,3 +7,4 @@ export { loadCase, saveCase, checkCase, type CaseData, type CaseProblem, type Lo
 export { readNpz, writeNpz, listNpz } from './data/npz.js';
 export { parseNpy, encodeNpy, type NpyArray, type WritableNpyArray } from './data/npy.js';
 export { CANONICAL_STRUCTURES, mapStructures, structureKey } from './data/structures.js';
+export { gammaIndex, resolveGammaSettings, type DoseVolume, type GammaSettings, type GammaResult, type GammaProgress } from './eval/gamma.js';

@@ -17,8 +17,9 @@
 namespace {
 
 // A prostate-SIB-like dose: 70 Gy in an ellipsoid, 56 Gy in a larger one, a low-dose bath, sigmoid edges of a few
-// mm; the evaluated dose is the same plan moved by (1.0, -0.6, 0.8) mm, 1.5 % hotter, with 1 % noise.
-at::Tensor plan_dose(int64_t n, double spacing, const double shift[3], double scale, double noise, uint64_t seed) {
+// mm; the evaluated dose is the same plan moved by (1.0, -0.6, 0.8) mm, 1.5 % hotter, with a slowly varying
+// error of up to ±8 % and 1 % noise (bench/gamma_peer.py makes the same pair with NumPy).
+at::Tensor plan_dose(int64_t n, double spacing, const double shift[3], double scale, double ripple, double noise, uint64_t seed) {
   auto dose = torch::empty({n, n, n}, torch::kFloat);
   auto a = dose.accessor<float, 3>();
   const double centre = (n - 1) * spacing / 2;
@@ -40,6 +41,7 @@ at::Tensor plan_dose(int64_t n, double spacing, const double shift[3], double sc
         const double high = 70 * sigmoid((1 - inner) * 22 / 2.5);
         const double mid = 56 * sigmoid((1 - outer) * 35 / 3.0);
         double value = std::max(high, std::max(mid, bath)) * scale;
+        value *= 1 + ripple * std::sin(px / 15.0) * std::cos(py / 20.0);  // a slowly varying model error
         value *= 1 + noise * (2 * uniform() - 1);
         a[z][y][x] = static_cast<float>(value);
       }
@@ -79,8 +81,8 @@ int main(int argc, char** argv) {
   }
   const double no_shift[3] = {0, 0, 0};
   const double shift[3] = {1.0, -0.6, 0.8};
-  const auto reference = plan_dose(size, spacing, no_shift, 1.0, 0.0, 1);
-  const auto evaluated = plan_dose(size, spacing, shift, 1.015, 0.01, 2);
+  const auto reference = plan_dose(size, spacing, no_shift, 1.0, 0.0, 0.0, 1);
+  const auto evaluated = plan_dose(size, spacing, shift, 1.015, 0.08, 0.01, 2);
   vmat::GammaGrid grid;
   grid.shape = {size, size, size};
   grid.spacing_mm = {spacing, spacing, spacing};

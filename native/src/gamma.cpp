@@ -17,8 +17,6 @@ namespace vmat {
 
 namespace {
 
-using gamma_detail::kBlock;
-
 void check_settings(const GammaSettings& s) {
   require(std::isfinite(s.dose_percent) && s.dose_percent > 0, "the dose criterion must be a positive percentage, got " + std::to_string(s.dose_percent));
   require(std::isfinite(s.dta_mm) && s.dta_mm > 0, "the distance to agreement must be a positive number of mm, got " + std::to_string(s.dta_mm));
@@ -50,7 +48,7 @@ gamma_detail::Grid kernel_grid(const GammaGrid& grid) {
     g.n[a] = grid.shape[a];
     g.origin[a] = grid.origin_mm[a];
     g.spacing[a] = grid.spacing_mm[a];
-    g.step[a] = (grid.origin_mm[a] + grid.spacing_mm[a]) - grid.origin_mm[a];
+    g.inverse_spacing[a] = 1.0 / grid.spacing_mm[a];
     g.upper[a] = grid.origin_mm[a] + static_cast<double>(grid.shape[a] - 1) * grid.spacing_mm[a];
   }
   return g;
@@ -220,7 +218,7 @@ GammaResult gamma_index(const at::Tensor& reference_in, const GammaGrid& referen
   params.n_shells = static_cast<int32_t>(plan.shells.size());
   params.rows = plan.rows.data();
   params.offsets = plan.offsets.data();
-  for (int a = 0; a < 3; ++a) params.n_blocks[a] = (evaluated_grid.shape[a] - 1) / kBlock + 1;
+  for (int a = 0; a < 3; ++a) params.n_cells[a] = std::max<int64_t>(evaluated_grid.shape[a] - 1, 1);
   params.normalisation = result.normalisation_gy;
   params.cutoff = result.cutoff_gy;
   params.dose_fraction = settings.dose_percent / 100;
@@ -244,20 +242,23 @@ GammaResult gamma_index(const at::Tensor& reference_in, const GammaGrid& referen
     const auto reference = reference_in.to(torch::kCPU, torch::kFloat).contiguous();
     const auto evaluated = evaluated_in.to(torch::kCPU, torch::kFloat).contiguous();
     result.gamma = torch::empty(reference.sizes(), reference.options());
-    const int64_t n_blocks = params.n_blocks[0] * params.n_blocks[1] * params.n_blocks[2];
-    std::vector<float> block_min(n_blocks), block_max(n_blocks);
+    const int64_t n_cells = params.n_cells[0] * params.n_cells[1] * params.n_cells[2];
+    std::vector<float> cell_min(n_cells), cell_max(n_cells), cell_slope(n_cells);
     params.ref_dose = reference.data_ptr<float>();
     params.eval_dose = evaluated.data_ptr<float>();
-    params.block_min = block_min.data();
-    params.block_max = block_max.data();
+    params.cell_min = cell_min.data();
+    params.cell_max = cell_max.data();
+    params.cell_slope = cell_slope.data();
     const int threads = std::max(1, hooks.threads > 0 ? hooks.threads : at::get_num_threads());
-    GammaHooks quiet;  // the block ranges take a moment; only the main pass reports progress
+    GammaHooks quiet;  // the cell ranges take a moment; only the main pass reports progress
     quiet.cancel = hooks.cancel;
-    run_parallel(n_blocks, 64, threads, quiet, [&](int64_t b) {
-      const int64_t b0 = b / (params.n_blocks[1] * params.n_blocks[2]);
-      const int64_t b1 = (b / params.n_blocks[2]) % params.n_blocks[1];
-      const int64_t b2 = b % params.n_blocks[2];
-      gamma_detail::block_range(params, b0, b1, b2, &block_min[b], &block_max[b]);
+    run_parallel(params.n_cells[0] * params.n_cells[1], 16, threads, quiet, [&](int64_t line) {
+      const int64_t c0 = line / params.n_cells[1];
+      const int64_t c1 = line % params.n_cells[1];
+      for (int64_t c2 = 0; c2 < params.n_cells[2]; ++c2) {
+        const int64_t c = line * params.n_cells[2] + c2;
+        gamma_detail::cell_range(params, c0, c1, c2, &cell_min[c], &cell_max[c], &cell_slope[c]);
+      }
     });
     float* out = result.gamma.data_ptr<float>();
     run_parallel(n_reference, 256, threads, hooks, [&](int64_t i) { out[i] = gamma_detail::gamma_at(params, i); });
