@@ -100,7 +100,7 @@ describe('case files', () => {
 
   it('asks for --spacing where a predecessor file has none, and uses it', async () => {
     const path = join(fixtures, 'cases', 'pred_no_spacing.npz');
-    await expect(loadCase(path)).rejects.toThrow(/pred_no_spacing.npz: 'metadata' is missing: expected metadata.voxel_spacing_mm .* or --spacing z,y,x/);
+    await expect(loadCase(path)).rejects.toThrow(/pred_no_spacing.npz: 'metadata.voxel_spacing_mm' is missing: expected the voxel spacing \(y,x,z\) in metadata.voxel_spacing_mm or metadata.target_spacing_mm, or --spacing z,y,x/);
     const data = await loadCase(path, { spacingMm: [3, 2, 1] });
     expect(data.spacingMm).toEqual([3, 2, 1]);
   });
@@ -110,6 +110,24 @@ describe('case files', () => {
     rmSync(marker, { force: true });
     await expect(loadCase(join(fixtures, 'bad', 'pickle_runs_code.npz'))).rejects.toThrow(/'metadata' in .*pickle_runs_code.npz refers to posix.system, which is not allowed/);
     expect(existsSync(marker)).toBe(false);
+  });
+
+  for (const protocol of [2, 3, 4, 5]) {
+    it(`unpickles NumPy scalars and arrays, tuples, memo references and big ints (protocol ${protocol})`, () => {
+      const bytes = new Uint8Array(readFileSync(join(fixtures, 'npy', `meta_protocol${protocol}.pkl`)));
+      const plain = JSON.parse(
+        JSON.stringify(unpickle(bytes, 'metadata'), (_, value) =>
+          typeof value === 'bigint' ? { bigint: value.toString() } : value instanceof Uint8Array ? { bytes: Array.from(value) } : value,
+        ),
+      );
+      expect(plain).toEqual(expected.pickle);
+    });
+  }
+
+  it('reads a zip64 .npz (zip64 central directory fields and end record)', async () => {
+    const arrays = await readNpz(join(fixtures, 'npy', 'zip64.npz'));
+    expect(Array.from((arrays.get('a') as { data: Float32Array }).data)).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    expect((arrays.get('b') as { data: string[] }).data).toEqual(['x', 'yz']);
   });
 
   it('refuses other globals and classes in pickles by name', () => {
@@ -206,6 +224,22 @@ for p in sys.argv[1:]:
     if (hasNumpy) {
       const run = spawnSync('/usr/bin/python3', ['-c', 'import numpy as np,sys; f=np.load(sys.argv[1]); print([(k, f[k].dtype.str, f[k].tolist()) for k in f.files])', path], { encoding: 'utf8' });
       expect(run.stdout.trim()).toBe("[('i2', '<i2', [[1, -2], [3, -4]]), ('f8', '<f8', 2.5), ('s', '<U2', ['ab', 'ß😀']), ('b', '|b1', [True, False, True]), ('i8', '<i8', [-1099511627776])]");
+    }
+  });
+});
+
+describe('large entries', () => {
+  it('reads entries over 8 MB (huge-page buffers from the addon), stored and deflated', async () => {
+    const dir = tempDir();
+    const values = Float32Array.from({ length: 3_000_000 }, (_, i) => (i % 1000) / 7);
+    for (const compress of [false, true]) {
+      const path = join(dir, `${compress}.npz`);
+      await writeNpz(path, [['big', { dtype: 'float32', shape: [3, 1000, 1000], data: values }]], { compress });
+      const big = (await readNpz(path)).get('big') as { data: Float32Array; shape: number[] };
+      expect(big.shape).toEqual([3, 1000, 1000]);
+      expect(big.data.byteOffset % 64).toBe(0);
+      expect(big.data[2_999_999]).toBe(values[2_999_999]);
+      expect(Buffer.from(big.data.buffer, big.data.byteOffset, big.data.byteLength).equals(Buffer.from(values.buffer))).toBe(true);
     }
   });
 });
