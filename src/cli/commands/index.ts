@@ -10,3 +10,5 @@ import { register as split } from './split.js';
 commands.push(validate, inspect, split);
 import { register as gamma } from './gamma.js';
 commands.push(gamma);
+import { register as evaluate } from './evaluate.js';
+commands.push(evaluate);
