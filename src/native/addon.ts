@@ -71,3 +71,42 @@ export interface NativeAddon {
     deriveBodyMask(ct: Int16Array | Float32Array, shape: number[], options: NativeCallOptions): Promise<NativeTensor<Uint8Array>>;
   };
 }
+
+/** One case for the training engine (binding/train.cc); the arrays are viewed, not copied. */
+export interface NativeTrainCase {
+  id: string;
+  /** [C, Z, Y, X]: normalised CT + SDF channels */
+  input: Float32Array;
+  shape: [number, number, number, number];
+  /** Gy */
+  dose: Float32Array;
+  body?: Uint8Array;
+  ptv70?: Uint8Array;
+  constraints: Float32Array;
+}
+
+export interface NativeTrainAddon {
+  trainModel(
+    cases: { train: NativeTrainCase[]; val: NativeTrainCase[] },
+    settings: Record<string, unknown>,
+    options: NativeCallOptions,
+  ): Promise<{
+    stopReason: 'max_epochs' | 'early_stop' | 'aborted';
+    epochsRun: number;
+    bestEpoch: number;
+    bestValMaeGy: number | null;
+    bestCheckpoint: string | null;
+    parameters: number;
+  }>;
+  /** Sliding-window dose (Gy) [Z, Y, X] of a model input [C, Z, Y, X] with a checkpoint. */
+  predictDose(
+    checkpoint: string,
+    input: Float32Array,
+    shape: [number, number, number, number],
+    constraints: Float32Array,
+    settings: { patchSize?: number; overlap?: number; swBatch?: number; device?: string; normalisationDoseGy?: number },
+    options: NativeCallOptions,
+  ): Promise<NativeTensor<Float32Array>>;
+}
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface NativeAddon extends NativeTrainAddon {}
