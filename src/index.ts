@@ -13,3 +13,4 @@ export { buildModelInput, normaliseCt, type ModelInput } from './data/inputs.js'
 export { signedDistanceMaps, deriveBodyMask } from './data/sdf.js';
 export { validateDataset, type ValidationReport } from './data/validate.js';
 export { doseMetrics, dvhCurve, type DoseMetrics, type DvhCurve } from './metrics/dvh.js';
+export { modelSummary, saveInitialWeights, readCheckpointMetadata, parseModelConfig, type ModelConfig, type ModelSummary, type LayerSummary, type CheckpointMetadata } from './model.js';

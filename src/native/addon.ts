@@ -44,6 +44,18 @@ export interface NativeRuntimeInfo {
   devices: { index: number; name: string; totalMemoryBytes: number; computeCapability: string }[];
 }
 
+/** One parameter tensor of the network (binding/model.cc). */
+export interface NativeLayerSummary {
+  name: string;
+  shape: number[];
+  parameters: number;
+}
+
+export interface NativeModelSummary {
+  parameters: number;
+  layers: NativeLayerSummary[];
+}
+
 export interface NativeAddon {
   addonVersion: string;
   CancelToken: new () => NativeCancelToken;
@@ -70,6 +82,18 @@ export interface NativeAddon {
     ): Promise<NativeTensor<Float32Array>>;
     deriveBodyMask(ct: Int16Array | Float32Array, shape: number[], options: NativeCallOptions): Promise<NativeTensor<Uint8Array>>;
   };
+  /** BaselineUNet3D parameter table; throws VMAT_INVALID_INPUT for bad widths. */
+  modelSummary(inChannels: number, baseChannels: number): NativeModelSummary;
+  /** Seeds libtorch, builds the network with PyTorch's default init and writes it as a checkpoint (overwrites). */
+  saveInitialWeights(
+    path: string,
+    inChannels: number,
+    baseChannels: number,
+    seed: number,
+    options: NativeCallOptions,
+  ): Promise<{ path: string; parameters: number; config: string }>;
+  /** The `__metadata__` map of a safetensors file (reads the header only). */
+  readCheckpointMetadata(path: string): Record<string, string>;
 }
 
 /** One case for the training engine (binding/train.cc); the arrays are viewed, not copied. */
