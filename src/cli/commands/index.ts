@@ -9,3 +9,6 @@ import { register as inspect } from './inspect.js';
 import { register as split } from './split.js';
 export const commands: ((program: Command) => void)[] = [info, model];
 commands.push(validate, inspect, split);
+import { register as train } from './train.js';
+import { register as predict } from './predict.js';
+commands.push(train, predict);
