@@ -1,13 +1,17 @@
 import type { Command } from 'commander';
 
 import { register as info } from './info.js';
+import { register as model } from './model.js';
 
 /** Every command, in the order `--help` lists them. */
-export const commands: ((program: Command) => void)[] = [info];
 import { register as validate } from './validate.js';
 import { register as inspect } from './inspect.js';
 import { register as split } from './split.js';
+export const commands: ((program: Command) => void)[] = [info, model];
 commands.push(validate, inspect, split);
+import { register as train } from './train.js';
+import { register as predict } from './predict.js';
+commands.push(train, predict);
 import { register as gamma } from './gamma.js';
 commands.push(gamma);
 import { register as evaluate } from './evaluate.js';
