@@ -5,9 +5,12 @@ import { basename, dirname, join, resolve } from 'node:path';
 
 import type { Command } from 'commander';
 
+import { readFile } from 'node:fs/promises';
+
 import { loadCase, type CaseData } from '../../data/case.js';
 import { invalidInput } from '../../errors.js';
 import { evaluateCase, flattenEvaluation, summariseEvaluations, type CaseEvaluation } from '../../eval/evaluate.js';
+import { predictFiles } from '../../predict/predict.js';
 import { note } from '../output.js';
 
 interface EvaluateFlags {
@@ -114,64 +117,115 @@ function caseSummary(evaluation: CaseEvaluation): Omit<CaseEvaluation, 'dvh_curv
   return rest;
 }
 
+/** Evaluates the predictions at predPath against refPath into outDir; prints the report; returns the evaluations. */
+async function evaluateInto(predPath: string, refPath: string, outDir: string, flags: EvaluateFlags, threads: number | undefined): Promise<void> {
+  const { pairs, unpredicted } = await pairCases(predPath, refPath);
+  const outputs = [...pairs.map((pair) => join(outDir, `${pair.caseId}.json`)), join(outDir, 'cases.csv'), join(outDir, 'summary.json')];
+  const existing = outputs.filter((file) => existsSync(file));
+  if (existing.length > 0 && !flags.overwrite) {
+    throw invalidInput(`${existing[0]} already exists${existing.length > 1 ? ` (and ${existing.length - 1} more)` : ''}: choose another --out or pass --overwrite`);
+  }
+  if (unpredicted.length > 0) note(`${unpredicted.length} reference case(s) have no prediction and are left out`);
+
+  // Everything is computed before anything is written, so that a bad pair leaves no half-written folder.
+  const evaluations: CaseEvaluation[] = [];
+  for (const [index, pair] of pairs.entries()) {
+    const [pred, ref]: CaseData[] = await Promise.all([loadCase(pair.predFile), loadCase(pair.refFile)]);
+    const evaluation = await evaluateCase(pred, ref, { threads, device: flags.device });
+    evaluation.case_id = pair.caseId;
+    evaluations.push(evaluation);
+    const g = evaluation.gamma['3%/3mm'];
+    note(`[${index + 1}/${pairs.length}] ${pair.caseId}: MAE body ${evaluation.mae_gy['body']!.toFixed(3)} Gy, gamma 3%/3mm ${g.pass_rate_pct.toFixed(2)} %`);
+  }
+  const summary = summariseEvaluations(evaluations);
+
+  await mkdir(outDir, { recursive: true });
+  for (const evaluation of evaluations) await writeAtomically(join(outDir, `${evaluation.case_id}.json`), toJson(evaluation));
+  await writeAtomically(join(outDir, 'cases.csv'), casesCsv(evaluations));
+  await writeAtomically(join(outDir, 'summary.json'), toJson({ n_cases: evaluations.length, metrics: summary }));
+
+  if (flags.json) {
+    process.stdout.write(toJson({ cases: evaluations.map(caseSummary), summary, out: outDir }));
+    return;
+  }
+  const mean = (key: string) => summary[key]?.mean ?? NaN;
+  const sd = (key: string) => summary[key]?.sd ?? NaN;
+  const pm = (key: string, digits: number) => `${mean(key).toFixed(digits)}${evaluations.length > 1 ? ` ± ${sd(key).toFixed(digits)}` : ''}`;
+  const lines = [
+    `cases            ${evaluations.length}`,
+    `MAE body         ${pm('mae_gy.body', 3)} Gy`,
+    `gamma 3%/3mm     ${pm('gamma.3%/3mm.pass_rate_pct', 2)} %`,
+    `gamma 2%/2mm     ${pm('gamma.2%/2mm.pass_rate_pct', 2)} %`,
+    `gamma 3%/3mm PTV ${pm('gamma.3%/3mm_ptv.pass_rate_pct', 2)} %`,
+    `written to       ${outDir}`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+async function readJson(path: string, what: string): Promise<Record<string, unknown>> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+  } catch (error) {
+    throw invalidInput(`cannot read ${what} ${path}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+/** `evaluate RUN`: predicts the run's test cases with its best checkpoint, then evaluates them into RUN/evaluation. */
+async function evaluateRun(run: string, flags: EvaluateFlags, threads: number | undefined): Promise<void> {
+  const configPath = join(run, 'training_config.json');
+  const testPath = join(run, 'test_cases.json');
+  if (!existsSync(configPath) || !existsSync(testPath)) {
+    throw invalidInput(`${run} is not a run folder: expected training_config.json and test_cases.json in it (from vmat-native train)`);
+  }
+  const config = await readJson(configPath, 'the run config');
+  const dataDir = typeof config['dataDir'] === 'string' ? config['dataDir'] : undefined;
+  if (!dataDir || !existsSync(dataDir)) throw invalidInput(`the run's data folder ${dataDir ?? '(none in training_config.json)'} does not exist`);
+  const testFiles = (await readJson(testPath, 'the test split'))['test_files'];
+  if (!Array.isArray(testFiles) || testFiles.length === 0) throw invalidInput(`${run} has no test cases (test_cases.json lists none): nothing to evaluate`);
+  const summaryPath = join(run, 'training_summary.json');
+  let checkpoint = existsSync(summaryPath) ? (await readJson(summaryPath, 'the training summary'))['bestCheckpoint'] : undefined;
+  if (typeof checkpoint !== 'string' || !existsSync(checkpoint)) {
+    const folder = join(run, 'checkpoints');
+    const best = existsSync(folder) ? readdirSync(folder).filter((name) => name.startsWith('best') && name.endsWith('.safetensors')).sort() : [];
+    if (best.length === 0) throw invalidInput(`${run} has no best checkpoint (checkpoints/best*.safetensors): train it first`);
+    checkpoint = join(folder, best[best.length - 1]!);
+  }
+  const outDir = resolve(flags.out ?? join(run, 'evaluation'));
+  const predDir = join(outDir, 'predictions');
+  const inputs = (testFiles as string[]).map((name) => join(dataDir, name));
+  note(`predicting ${inputs.length} test case(s) with ${checkpoint}`);
+  await predictFiles(checkpoint as string, inputs, predDir, {
+    overwrite: flags.overwrite,
+    device: flags.device,
+    threads,
+    onCase: (event) => note(`[${event.index}/${event.of}] predicted ${event.case} in ${event.seconds.toFixed(1)} s`),
+  });
+  await evaluateInto(predDir, dataDir, outDir, flags, threads);
+}
+
 export function register(program: Command): void {
   program
     .command('evaluate')
-    .description('evaluate predicted doses against reference plans: MAE/RMSE, DVH metrics and curves, constraints, gamma')
+    .description('evaluate predicted doses against reference plans (MAE/RMSE, DVH metrics and curves, constraints, gamma); with RUN, predict its test cases first')
+    .argument('[run]', "a run folder: predict its test cases with its best checkpoint, then evaluate into RUN/evaluation")
     .option('--pred <path>', 'a prediction case file (<case>_pred.npz) or a folder of them')
     .option('--ref <path>', 'the reference case file or a folder of case files (cases pair by case id)')
-    .option('--out <dir>', 'output folder (default: evaluation/ next to the predictions)')
-    .option('--device <device>', 'gamma on auto, cpu, cuda or cuda:N', 'auto')
+    .option('--out <dir>', 'output folder (default: evaluation/ next to the predictions, or RUN/evaluation)')
+    .option('--device <device>', 'gamma (and prediction) on auto, cpu, cuda or cuda:N', 'auto')
     .option('--threads <n>', 'CPU threads (default: all cores)')
     .option('--overwrite', 'replace existing evaluation files')
     .option('--json', 'print one JSON document')
-    .action(async (flags: EvaluateFlags) => {
-      if (!flags.pred || !flags.ref) throw invalidInput('evaluate needs --pred and --ref (case files or folders)');
+    .action(async (run: string | undefined, flags: EvaluateFlags) => {
       const threads = flags.threads === undefined ? undefined : Number(flags.threads);
       if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) throw invalidInput(`--threads must be a whole number >= 1, got '${flags.threads}'`);
-      const predIsFolder = existsSync(flags.pred) && statSync(flags.pred).isDirectory();
-      const outDir = resolve(flags.out ?? (predIsFolder ? join(flags.pred, 'evaluation') : join(dirname(flags.pred), 'evaluation')));
-
-      const { pairs, unpredicted } = await pairCases(flags.pred, flags.ref);
-      const outputs = [...pairs.map((pair) => join(outDir, `${pair.caseId}.json`)), join(outDir, 'cases.csv'), join(outDir, 'summary.json')];
-      const existing = outputs.filter((file) => existsSync(file));
-      if (existing.length > 0 && !flags.overwrite) {
-        throw invalidInput(`${existing[0]} already exists${existing.length > 1 ? ` (and ${existing.length - 1} more)` : ''}: choose another --out or pass --overwrite`);
-      }
-      if (unpredicted.length > 0) note(`${unpredicted.length} reference case(s) have no prediction and are left out`);
-
-      // Everything is computed before anything is written, so that a bad pair leaves no half-written folder.
-      const evaluations: CaseEvaluation[] = [];
-      for (const [index, pair] of pairs.entries()) {
-        const [pred, ref]: CaseData[] = await Promise.all([loadCase(pair.predFile), loadCase(pair.refFile)]);
-        const evaluation = await evaluateCase(pred, ref, { threads, device: flags.device });
-        evaluation.case_id = pair.caseId;
-        evaluations.push(evaluation);
-        const g = evaluation.gamma['3%/3mm'];
-        note(`[${index + 1}/${pairs.length}] ${pair.caseId}: MAE body ${evaluation.mae_gy['body']!.toFixed(3)} Gy, gamma 3%/3mm ${g.pass_rate_pct.toFixed(2)} %`);
-      }
-      const summary = summariseEvaluations(evaluations);
-
-      await mkdir(outDir, { recursive: true });
-      for (const evaluation of evaluations) await writeAtomically(join(outDir, `${evaluation.case_id}.json`), toJson(evaluation));
-      await writeAtomically(join(outDir, 'cases.csv'), casesCsv(evaluations));
-      await writeAtomically(join(outDir, 'summary.json'), toJson({ n_cases: evaluations.length, metrics: summary }));
-
-      if (flags.json) {
-        process.stdout.write(toJson({ cases: evaluations.map(caseSummary), summary, out: outDir }));
+      if (run !== undefined) {
+        if (flags.pred || flags.ref) throw invalidInput('give either RUN or --pred and --ref, not both');
+        await evaluateRun(run, flags, threads);
         return;
       }
-      const mean = (key: string) => summary[key]?.mean ?? NaN;
-      const sd = (key: string) => summary[key]?.sd ?? NaN;
-      const pm = (key: string, digits: number) => `${mean(key).toFixed(digits)}${evaluations.length > 1 ? ` ± ${sd(key).toFixed(digits)}` : ''}`;
-      const lines = [
-        `cases            ${evaluations.length}`,
-        `MAE body         ${pm('mae_gy.body', 3)} Gy`,
-        `gamma 3%/3mm     ${pm('gamma.3%/3mm.pass_rate_pct', 2)} %`,
-        `gamma 2%/2mm     ${pm('gamma.2%/2mm.pass_rate_pct', 2)} %`,
-        `gamma 3%/3mm PTV ${pm('gamma.3%/3mm_ptv.pass_rate_pct', 2)} %`,
-        `written to       ${outDir}`,
-      ];
-      process.stdout.write(`${lines.join('\n')}\n`);
+      if (!flags.pred || !flags.ref) throw invalidInput('evaluate needs --pred and --ref (case files or folders), or a run folder');
+      const predIsFolder = existsSync(flags.pred) && statSync(flags.pred).isDirectory();
+      const outDir = resolve(flags.out ?? (predIsFolder ? join(flags.pred, 'evaluation') : join(dirname(flags.pred), 'evaluation')));
+      await evaluateInto(flags.pred, flags.ref, outDir, flags, threads);
     });
 }
