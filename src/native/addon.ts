@@ -72,6 +72,39 @@ export interface NativeAddon {
       options: NativeCallOptions,
     ): Promise<{ sum: number; stepsDone: number; cancelled: boolean }>;
   };
+  /** binding/gamma.cc: the 3D gamma index; shapes/spacings/origins are [z, y, x]. */
+  gamma(
+    ref: Float32Array,
+    refShape: number[],
+    refSpacing: number[],
+    refOrigin: number[],
+    evalDose: Float32Array,
+    evalShape: number[],
+    evalSpacing: number[],
+    evalOrigin: number[],
+    settings: {
+      dosePercent: number;
+      dtaMm: number;
+      cutoffPercent: number;
+      normGy?: number;
+      local: boolean;
+      interpFraction: number;
+      maxGamma: number;
+      device?: string;
+    },
+    options: NativeCallOptions,
+  ): Promise<{
+    gamma: Float32Array;
+    passRatePct: number;
+    nEvaluated: number;
+    nPassed: number;
+    meanGamma: number;
+    medianGamma: number;
+    normalisationGy: number;
+    cutoffGy: number;
+    device: string;
+    seconds: number;
+  }>;
   /** binding/data.cc: case-data kernels (signed distance maps, body mask). */
   data: {
     signedDistanceMaps(
@@ -97,3 +130,42 @@ export interface NativeAddon {
   /** The `__metadata__` map of a safetensors file (reads the header only). */
   readCheckpointMetadata(path: string): Record<string, string>;
 }
+
+/** One case for the training engine (binding/train.cc); the arrays are viewed, not copied. */
+export interface NativeTrainCase {
+  id: string;
+  /** [C, Z, Y, X]: normalised CT + SDF channels */
+  input: Float32Array;
+  shape: [number, number, number, number];
+  /** Gy */
+  dose: Float32Array;
+  body?: Uint8Array;
+  ptv70?: Uint8Array;
+  constraints: Float32Array;
+}
+
+export interface NativeTrainAddon {
+  trainModel(
+    cases: { train: NativeTrainCase[]; val: NativeTrainCase[] },
+    settings: Record<string, unknown>,
+    options: NativeCallOptions,
+  ): Promise<{
+    stopReason: 'max_epochs' | 'early_stop' | 'aborted';
+    epochsRun: number;
+    bestEpoch: number;
+    bestValMaeGy: number | null;
+    bestCheckpoint: string | null;
+    parameters: number;
+  }>;
+  /** Sliding-window dose (Gy) [Z, Y, X] of a model input [C, Z, Y, X] with a checkpoint. */
+  predictDose(
+    checkpoint: string,
+    input: Float32Array,
+    shape: [number, number, number, number],
+    constraints: Float32Array,
+    settings: { patchSize?: number; overlap?: number; swBatch?: number; device?: string; normalisationDoseGy?: number },
+    options: NativeCallOptions,
+  ): Promise<NativeTensor<Float32Array>>;
+}
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface NativeAddon extends NativeTrainAddon {}

@@ -1,10 +1,14 @@
 import type { Command } from 'commander';
 
+import { register as evaluate } from './evaluate.js';
+import { register as gamma } from './gamma.js';
 import { register as info } from './info.js';
 import { register as inspect } from './inspect.js';
 import { register as model } from './model.js';
+import { register as predict } from './predict.js';
 import { register as split } from './split.js';
+import { register as train } from './train.js';
 import { register as validate } from './validate.js';
 
-/** Every command, in the order `--help` lists them. */
-export const commands: ((program: Command) => void)[] = [info, validate, inspect, split, model];
+/** Every command, in the order `--help` lists them: set-up, data, model, training, prediction, evaluation. */
+export const commands: ((program: Command) => void)[] = [info, validate, inspect, split, model, train, predict, gamma, evaluate];
