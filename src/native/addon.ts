@@ -60,4 +60,16 @@ export interface NativeAddon {
       options: NativeCallOptions,
     ): Promise<{ sum: number; stepsDone: number; cancelled: boolean }>;
   };
+  /** binding/data.cc: case-data kernels (signed distance maps, body mask). */
+  data: {
+    signedDistanceMaps(
+      masks: Uint8Array,
+      shape: number[],
+      spacingMm: number[],
+      options: NativeCallOptions & { clipMm?: number },
+    ): Promise<NativeTensor<Float32Array>>;
+    deriveBodyMask(ct: Int16Array | Float32Array, shape: number[], options: NativeCallOptions): Promise<NativeTensor<Uint8Array>>;
+    /** An ArrayBuffer on huge-page-advised memory (fast to fill from a file). */
+    allocateBuffer(bytes: number): ArrayBuffer;
+  };
 }
