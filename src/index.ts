@@ -13,3 +13,14 @@ export { buildModelInput, normaliseCt, type ModelInput } from './data/inputs.js'
 export { signedDistanceMaps, deriveBodyMask } from './data/sdf.js';
 export { validateDataset, type ValidationReport } from './data/validate.js';
 export { doseMetrics, dvhCurve, type DoseMetrics, type DvhCurve } from './metrics/dvh.js';
+export {
+  synthesizeCase,
+  synthesizeCohort,
+  synthGeneratorVersion,
+  SYNTH_DEFAULTS,
+  type SynthCaseOptions,
+  type SynthCohortOptions,
+  type SynthCohortResult,
+  type SynthPlan,
+  type SynthProgress,
+} from './data/synth.js';

@@ -8,3 +8,5 @@ import { register as validate } from './validate.js';
 import { register as inspect } from './inspect.js';
 import { register as split } from './split.js';
 commands.push(validate, inspect, split);
+import { register as synth } from './synth.js';
+commands.push(synth);
