@@ -213,8 +213,8 @@ function readFormat1(checker: Checker, options: LoadCaseOptions): CaseData | und
 
   const body = checker.numeric('body', ['uint8', 'bool'], grid, gridText, false);
   if (body) checker.binary('body', body.data as Uint8Array);
+  // The masks_sdf cache is checked where it is used (buildModelInput), which recomputes the maps if it is invalid.
   const masksSdf = checker.numeric('masks_sdf', ['float16', 'float32'], masks ? masks.shape : [-1, ...grid], '[S,Z,Y,X] like masks', false);
-  if (masksSdf) checker.finite('masks_sdf', masksSdf.data as Float32Array);
 
   let metadata: Record<string, unknown> = {};
   const metadataJson = checker.arrays.get('metadata_json');
@@ -298,8 +298,11 @@ function readPredecessor(checker: Checker, options: LoadCaseOptions): CaseData |
   if (dose) checker.finite('dose', dose.data as Float32Array, true);
   const masks = checker.numeric('masks', ['uint8', 'bool'], [-1, ...grid], dims ? `[S,${dims.join(',')}] ([S,Y,X,Z] on the CT grid)` : '[S,Y,X,Z]');
   if (masks) checker.binary('masks', masks.data as Uint8Array);
-  const masksSdf = checker.numeric('masks_sdf', ['float32', 'float16'], masks ? masks.shape : [-1, ...grid], '[S,Y,X,Z] like masks', false);
-  if (masksSdf) checker.finite('masks_sdf', masksSdf.data as Float32Array);
+  // v2.4 keeps 8 distance channels beside its 9 masks: a cache of fewer channels than masks is accepted, not used.
+  const masksSdf = checker.numeric('masks_sdf', ['float32', 'float16'], [-1, ...grid], '[S,Y,X,Z] like masks', false);
+  if (masksSdf && masks && masksSdf.shape[0]! > masks.shape[0]!) {
+    checker.report('masks_sdf', 'has more channels than masks', `at most ${masks.shape[0]} channels`, `${masksSdf.shape[0]}`);
+  }
   const constraintsArray = checker.numeric('constraints', ['float32', 'float64'], [CONSTRAINT_SLOTS], `[${CONSTRAINT_SLOTS}]`);
 
   const channels = masks?.shape[0];
@@ -332,7 +335,7 @@ function readPredecessor(checker: Checker, options: LoadCaseOptions): CaseData |
 
   if (checker.problems.length > 0 || !ct || !dims || !masks || !names || !spacing || !constraintsArray) return undefined;
   const [y, x, z] = dims;
-  const sdf = masksSdf ? fromYXZ(masksSdf.data as Float32Array, channels!, y, x, z) : undefined;
+  const sdf = masksSdf && masksSdf.shape[0] === channels ? fromYXZ(masksSdf.data as Float32Array, channels!, y, x, z) : undefined;
   const maskData = fromYXZ(masks.data as Uint8Array, channels!, y, x, z);
   if (sdf) {
     // v2.2 wrote +1 for an empty structure; the convention here (data.md) is 0.
