@@ -24,3 +24,4 @@ export {
   type SynthPlan,
   type SynthProgress,
 } from './data/synth.js';
+export { renderCaseSlicePng, doseColour, type CasePlane, type CaseSliceOptions } from './figures/case-slice.js';
