@@ -146,9 +146,17 @@ export async function synthesizeCohort(outDir: string, options: SynthCohortOptio
   }
   await mkdir(outDir, { recursive: true });
   const started = performance.now();
+  const make = (index: number) => {
+    const pending = synthesizeCase(index, { ...options, ...resolved });
+    pending.catch(() => undefined); // awaited below; this only keeps an early exit from leaving it unhandled
+    return pending;
+  };
+  // The next case is generated natively (off the event loop) while this one is compressed and written.
+  let next = make(0);
   for (let index = 0; index < resolved.cases; index++) {
     const caseStarted = performance.now();
-    const data = await synthesizeCase(index, { ...options, ...resolved });
+    const data = await next;
+    if (index + 1 < resolved.cases) next = make(index + 1);
     await saveCase(files[index]!, data, { overwrite: options.overwrite });
     if (options.onProgress) {
       const voxels = data.shape[0] * data.shape[1] * data.shape[2];
