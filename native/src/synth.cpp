@@ -272,12 +272,13 @@ double bone_hu(double depth_mm) { return depth_mm < 2.5 ? 1150 : 380; }
 
 Voxel classify(const Anatomy& a, Vec3 p) {
   Voxel v{-1000, 0, false};
-  const double body_r = std::hypot(p.x / a.body_a, p.y / a.body_b);
-  if (body_r > 1) return v;
+  const double bx = p.x / a.body_a, by = p.y / a.body_b;
+  if (bx * bx + by * by > 1) return v;
   v.body = true;
-  const double inner_r = std::hypot(p.x / (a.body_a - a.fat_thickness), p.y / (a.body_b - 0.8 * a.fat_thickness));
-  v.hu = inner_r > 1 ? a.fat_hu : a.muscle_hu;
-  if (inner_r <= 1 && a.pelvic_fat.contains(p)) v.hu = a.fat_hu + 10;
+  const double ix = p.x / (a.body_a - a.fat_thickness), iy = p.y / (a.body_b - 0.8 * a.fat_thickness);
+  const bool under_fat = ix * ix + iy * iy <= 1;
+  v.hu = under_fat ? a.muscle_hu : a.fat_hu;
+  if (under_fat && a.pelvic_fat.contains(p)) v.hu = a.fat_hu + 10;
 
   // Bones of the pelvis (CT only).
   for (int side = 0; side < 2; ++side) {
@@ -496,7 +497,7 @@ struct DosePoint {
 
 struct Beam {
   double cu, su;      // lateral axis u = (cos, sin) in (x, y)
-  double ey, ex, ee;  // travel direction, body-normalised, and its squared length
+  double ey, ex, ee, inv_ee;  // travel direction, body-normalised, its squared length and the inverse of that
   double u_offset;    // maps world position to the fluence map's u coordinate
 };
 
@@ -521,6 +522,7 @@ class Plan {
       // Travel direction perpendicular to u: gantry 0 enters anteriorly and travels to +y (posterior).
       body.normalise(beam.cu, -beam.su, beam.ey, beam.ex);
       beam.ee = beam.ex * beam.ex + beam.ey * beam.ey;
+      beam.inv_ee = 1 / beam.ee;
       beam.u_offset = -(iso_x * beam.cu + iso_y * beam.su) + u_max_;
       beams_.push_back(beam);
     }
@@ -534,7 +536,7 @@ class Plan {
     const Beam& beam = beams_[k];
     // Entry point: the ray p - t*d meets the ellipse at the larger root of |q - t e|^2 = 1.
     const double qe = p.qx * beam.ex + p.qy * beam.ey;
-    const double depth = (qe + std::sqrt(std::max(0.0, qe * qe - beam.ee * p.qq))) / beam.ee;
+    const double depth = (qe + std::sqrt(std::max(0.0, qe * qe - beam.ee * p.qq))) * beam.inv_ee;
     fu = (p.wx * beam.cu + p.wy * beam.su + beam.u_offset) / kFluenceBinMm;
     return depth_dose_(depth);
   }
@@ -545,6 +547,21 @@ class Plan {
     const float t = static_cast<float>(fu - static_cast<double>(iu));
     const int64_t at = (static_cast<int64_t>(k) * g_.nz + z) * nu_ + iu;
     return fluence_[at] + t * (fluence_[at + 1] - fluence_[at]);
+  }
+
+  // Dose at points that all lie on slice z, beam by beam (the same sums, in the same order, as dose()).
+  void dose_on_slice(int64_t z, const std::vector<DosePoint>& points, float* out) const {
+    std::fill(out, out + points.size(), 0.f);
+    for (int k = 0; k < kBeams; ++k) {
+      const float* row = fluence_.data() + (static_cast<int64_t>(k) * g_.nz + z) * nu_;
+      for (size_t j = 0; j < points.size(); ++j) {
+        double fu;
+        const float dd = depth_dose_at(k, points[j], fu);
+        const int64_t iu = std::clamp<int64_t>(static_cast<int64_t>(fu), 0, nu_ - 2);
+        const float t = static_cast<float>(fu - static_cast<double>(iu));
+        out[j] += dd * (row[iu] + t * (row[iu + 1] - row[iu]));
+      }
+    }
   }
 
   float dose(const DosePoint& p) const {
@@ -802,12 +819,19 @@ SynthCase generate_synth_case(uint64_t seed, int index, std::array<int64_t, 3> s
   out.dose = torch::zeros({g.nz, g.ny, g.nx}, torch::kFloat);
   float* dose = out.dose.data_ptr<float>();
   at::parallel_for(0, g.nz, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t z = begin; z < end; ++z)
+    std::vector<DosePoint> points;
+    std::vector<float> values;
+    for (int64_t z = begin; z < end; ++z) {
+      points.clear();
       for (int64_t y = 0; y < g.ny; ++y)
-        for (int64_t x = 0; x < g.nx; ++x) {
-          const int64_t i = (z * g.ny + y) * g.nx + x;
-          if (body[i]) dose[i] = plan.dose(dose_point(g, body_ellipse, z, y, x));
-        }
+        for (int64_t x = 0; x < g.nx; ++x)
+          if (body[(z * g.ny + y) * g.nx + x]) points.push_back(dose_point(g, body_ellipse, z, y, x));
+      values.resize(points.size());
+      plan.dose_on_slice(z, points, values.data());
+      size_t j = 0;
+      for (int64_t i = z * g.slice(); i < (z + 1) * g.slice(); ++i)
+        if (body[i]) dose[i] = values[j++];
+    }
   });
 
   // Masks in the canonical order.
