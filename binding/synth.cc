@@ -51,7 +51,11 @@ class SynthWorker : public PromiseWorker {
   }
 
  protected:
-  void Run() override { case_ = vmat::generate_synth_case(seed_, index_, shape_, spacing_); }
+  void Run() override {
+    // A case takes about a second: cancellation is honoured before it starts.
+    if (Cancelled()) throw vmat::Error(vmat::ErrorCode::Cancelled, "making the synthetic case was cancelled");
+    case_ = vmat::generate_synth_case(seed_, index_, shape_, spacing_);
+  }
 
   Napi::Value Result(Napi::Env env) override {
     auto result = Napi::Object::New(env);
