@@ -81,6 +81,8 @@ class SynthWorker : public PromiseWorker {
     plan.Set("attenuationPerMm", case_.plan.attenuation_per_mm);
     plan.Set("penumbraSigmaMm", case_.plan.penumbra_sigma_mm);
     plan.Set("optimiserIterations", case_.plan.optimiser_iterations);
+    plan.Set("oarLimitGy", case_.plan.oar_limit_gy);
+    plan.Set("oarWeight", case_.plan.oar_weight);
     plan.Set("isocentreMm", isocentre);
     result.Set("plan", plan);
     return result;

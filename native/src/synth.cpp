@@ -232,10 +232,11 @@ Anatomy make_anatomy(Rng& rng, double scale) {
   }
 
   const double head_x = rng.uniform(68, 76), head_y = p.y + rng.uniform(-8, 4), head_z = p.z + rng.uniform(-4, 10);
+  const double head_r = rng.uniform(21, 25);
   for (int side = 0; side < 2; ++side) {
     const double sx = side == 0 ? 1 : -1;
     const Vec3 head{sx * (head_x + rng.uniform(-2, 2)), head_y + rng.uniform(-2, 2), head_z + rng.uniform(-2, 2)};
-    const double r = rng.uniform(21, 25);
+    const double r = head_r + rng.uniform(-0.5, 0.5);
     a.femoral_head[side].centre = head;
     a.femoral_head[side].semi = {r, r, r};
     const Vec3 trochanter = head + Vec3{sx * 20, 4, -24};
@@ -408,7 +409,8 @@ std::vector<uint8_t> dilate(const Grid& g, const std::vector<uint8_t>& source, d
 // penumbra and a broad scatter Gaussian, times a smooth intensity modulation, attenuated with depth in homogeneous
 // water after a short build-up. The modulation is found by a few multiplicative fluence-rescaling iterations (each
 // beamlet scaled by the dose-weighted mean of goal/dose over the objective points on its ray): PTV70 -> 70 Gy,
-// PTV56 away from PTV70 -> 56 Gy (SIB), rectum and bladder outside the targets pushed under 45 Gy. A last global
+// PTV56 away from PTV70 -> 56 Gy (SIB), rectum and bladder outside the targets pushed under a per-case limit (38 to
+// 52 Gy, with a per-case weight). A last global
 // scale sets D95(PTV70) = 70 Gy.
 constexpr int kBeams = 60;
 constexpr double kAttenuationPerMm = 0.005;  // about 6 MV beyond the build-up
@@ -737,6 +739,9 @@ SynthCase generate_synth_case(uint64_t seed, int index, std::array<int64_t, 3> s
   const double scale = std::min({1.0, 0.5 * g.nx * g.sx / 128.0, 0.5 * g.ny * g.sy / 118.0, 0.5 * g.nz * g.sz / 120.0});
   const Anatomy anatomy = make_anatomy(rng, scale);
   const double noise_sigma_hu = rng.uniform(10, 16);
+  // Planners trade rectum and bladder sparing against target coverage differently: the achieved constraint values
+  // then vary between cases, as the model's constraint input expects.
+  const double oar_limit_gy = rng.uniform(30, 50), oar_weight = rng.uniform(0.1, 0.8);
 
   SynthCase out;
   char id[32];
@@ -780,9 +785,9 @@ SynthCase generate_synth_case(uint64_t seed, int index, std::array<int64_t, 3> s
   const BodyEllipse body_ellipse{scale * anatomy.shift.y, scale * anatomy.shift.x, cos_yaw, sin_yaw,
                                  scale * anatomy.body_a, scale * anatomy.body_b};
   // Objective points: PTV70 (70 Gy), PTV56 outside a transition zone around PTV70 (56 Gy), and rectum and bladder
-  // outside the same zone around PTV56 (at most 45 Gy, weaker).
+  // outside a zone around PTV56 (at most the case's limit, weaker).
   const std::vector<uint8_t> near70 = dilate(g, ptv70, 4.0 * scale, body);
-  const std::vector<uint8_t> near56 = dilate(g, ptv56, 6.0 * scale, body);
+  const std::vector<uint8_t> near56 = dilate(g, ptv56, 3.0 * scale, body);
   std::vector<DosePoint> ptv56_points, objective, ptv70_points;
   std::vector<float> goal, weight;
   double iso[3] = {0, 0, 0};
@@ -800,7 +805,7 @@ SynthCase generate_synth_case(uint64_t seed, int index, std::array<int64_t, 3> s
         } else if (ptv56[i] && !near70[i]) {
           objective.push_back(p), goal.push_back(56.f), weight.push_back(1.f);
         } else if ((labels[i] & (kRectum | kBladder)) && !near56[i] && (x + y) % 2 == 0) {  // sampled: cheaper
-          objective.push_back(p), goal.push_back(-45.f), weight.push_back(0.3f);
+          objective.push_back(p), goal.push_back(static_cast<float>(-oar_limit_gy)), weight.push_back(static_cast<float>(oar_weight));
         }
       }
   require(!ptv70_points.empty(),
@@ -872,6 +877,8 @@ SynthCase generate_synth_case(uint64_t seed, int index, std::array<int64_t, 3> s
   out.plan.attenuation_per_mm = kAttenuationPerMm;
   out.plan.penumbra_sigma_mm = kPenumbraSigmaMm;
   out.plan.optimiser_iterations = kOptimiserIterations;
+  out.plan.oar_limit_gy = oar_limit_gy;
+  out.plan.oar_weight = oar_weight;
   out.plan.isocentre_mm = {iso[0] + 0.5 * (g.nz - 1) * g.sz, iso[1] + 0.5 * (g.ny - 1) * g.sy, iso[2] + 0.5 * (g.nx - 1) * g.sx};
   return out;
 }

@@ -38,6 +38,9 @@ export interface SynthPlan {
   attenuationPerMm: number;
   penumbraSigmaMm: number;
   optimiserIterations: number;
+  /** rectum and bladder outside the targets: at most this dose (Gy), with this weight relative to the targets' */
+  oarLimitGy: number;
+  oarWeight: number;
   /** (z, y, x) mm from the first voxel's centre */
   isocentreMm: [number, number, number];
 }
