@@ -1,4 +1,4 @@
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
@@ -66,6 +66,14 @@ describe('vmat-native synth', () => {
     const replaced = runCli(['synth', '--out', out, '--cases', '1', '--shape', '32,48,48', '--seed', '5', '--overwrite']);
     expect(replaced.status, replaced.stderr).toBe(0);
     expect(readFileSync(join(out, 'synth_000.npz')).equals(before[0]![2])).toBe(false);
+  });
+
+  it('rejects an output path that is a file', () => {
+    const file = join(tempDir('vmat-synth-'), 'not-a-folder');
+    writeFileSync(file, 'x');
+    const result = runCli(['synth', '--out', file, '--cases', '1']);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/not-a-folder is a file: expected a folder for the case files/);
   });
 
   it.each([

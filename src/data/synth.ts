@@ -2,7 +2,7 @@
  * The synthetic prostate SIB cohort (cli.md "The synthetic cohort"): made natively (binding/synth.cc), deterministic
  * per (seed, index), written as format 1 case files. Every command works on it without patient data.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -138,6 +138,7 @@ export async function synthesizeCase(index: number, options: SynthCaseOptions = 
  */
 export async function synthesizeCohort(outDir: string, options: SynthCohortOptions = {}): Promise<SynthCohortResult> {
   const resolved = resolveSynthOptions(options);
+  if (existsSync(outDir) && !statSync(outDir).isDirectory()) throw invalidInput(`${outDir} is a file: expected a folder for the case files`);
   const files = Array.from({ length: resolved.cases }, (_, index) => join(outDir, `${synthCaseId(index)}.npz`));
   if (!options.overwrite) {
     const existing = files.filter((file) => existsSync(file));
