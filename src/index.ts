@@ -20,3 +20,15 @@ export { predictCase, predictFiles, checkpointModel, constraintSlot, CONSTRAINT_
 export { gammaIndex, resolveGammaSettings, type DoseVolume, type GammaSettings, type GammaResult, type GammaProgress } from './eval/gamma.js';
 export { evaluateCase, gammaStats, summariseEvaluations, type CaseEvaluation, type EvaluateOptions, type GammaStats } from './eval/evaluate.js';
 export { doseError, dilateMask, constraintTable, constraintLimits, type ConstraintCheck } from './eval/metrics.js';
+export {
+  synthesizeCase,
+  synthesizeCohort,
+  synthGeneratorVersion,
+  SYNTH_DEFAULTS,
+  type SynthCaseOptions,
+  type SynthCohortOptions,
+  type SynthCohortResult,
+  type SynthPlan,
+  type SynthProgress,
+} from './data/synth.js';
+export { renderCaseSlicePng, doseColour, type CasePlane, type CaseSliceOptions } from './figures/case-slice.js';

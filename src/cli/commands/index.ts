@@ -7,8 +7,20 @@ import { register as inspect } from './inspect.js';
 import { register as model } from './model.js';
 import { register as predict } from './predict.js';
 import { register as split } from './split.js';
+import { register as synth } from './synth.js';
 import { register as train } from './train.js';
 import { register as validate } from './validate.js';
 
 /** Every command, in the order `--help` lists them: set-up, data, model, training, prediction, evaluation. */
-export const commands: ((program: Command) => void)[] = [info, validate, inspect, split, model, train, predict, gamma, evaluate];
+export const commands: ((program: Command) => void)[] = [
+  info,
+  synth,
+  validate,
+  inspect,
+  split,
+  model,
+  train,
+  predict,
+  gamma,
+  evaluate,
+];
