@@ -117,22 +117,32 @@ class Checker {
   }
 
   finite(key: string, data: ArrayLike<number>, nonNegative = false): boolean {
-    for (let i = 0; i < data.length; i++) {
-      const value = data[i]!;
-      if (value - value !== 0) {
-        this.report(key, 'holds a value that is not finite', 'finite numbers', `${value} at flat index ${i}`);
-        return false;
-      }
-      if (nonNegative && value < 0) {
-        this.report(key, 'holds a negative dose', 'doses ≥ 0 Gy', `${value} at flat index ${i}`);
-        return false;
+    const at = data instanceof Float32Array ? firstNonFiniteFloat32(data) : firstNonFinite(data);
+    if (at >= 0) {
+      this.report(key, 'holds a value that is not finite', 'finite numbers', `${data[at]} at flat index ${at}`);
+      return false;
+    }
+    if (nonNegative) {
+      for (let i = 0; i < data.length; i++) {
+        if (data[i]! < 0) {
+          this.report(key, 'holds a negative dose', 'doses ≥ 0 Gy', `${data[i]} at flat index ${i}`);
+          return false;
+        }
       }
     }
     return true;
   }
 
   binary(key: string, data: Uint8Array): boolean {
-    for (let i = 0; i < data.length; i++) {
+    // Four voxels at a time where aligned: any byte above 1 has a bit of 0xFE set.
+    let start = 0;
+    if (data.byteOffset % 4 === 0) {
+      const words = new Uint32Array(data.buffer, data.byteOffset, data.length >> 2);
+      let w = 0;
+      while (w < words.length && (words[w]! & 0xfefefefe) === 0) w++;
+      start = w * 4;
+    }
+    for (let i = start; i < data.length; i++) {
       if (data[i]! > 1) {
         this.report(key, 'is not a 0/1 mask', 'values 0 or 1', `${data[i]} at flat index ${i}`);
         return false;
@@ -151,6 +161,18 @@ class Checker {
     }
     return values as [number, number, number];
   }
+}
+
+/** Index of the first NaN or ±Infinity, or -1: the exponent bits of a float32 are all ones only for those. */
+function firstNonFiniteFloat32(data: Float32Array): number {
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  for (let i = 0; i < bits.length; i++) if ((bits[i]! & 0x7f800000) === 0x7f800000) return i;
+  return -1;
+}
+
+function firstNonFinite(data: ArrayLike<number>): number {
+  for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i]!)) return i;
+  return -1;
 }
 
 function describeDtype(array: NpyArray): string {
@@ -191,8 +213,8 @@ function readFormat1(checker: Checker, options: LoadCaseOptions): CaseData | und
 
   const body = checker.numeric('body', ['uint8', 'bool'], grid, gridText, false);
   if (body) checker.binary('body', body.data as Uint8Array);
+  // The masks_sdf cache is checked where it is used (buildModelInput), which recomputes the maps if it is invalid.
   const masksSdf = checker.numeric('masks_sdf', ['float16', 'float32'], masks ? masks.shape : [-1, ...grid], '[S,Z,Y,X] like masks', false);
-  if (masksSdf) checker.finite('masks_sdf', masksSdf.data as Float32Array);
 
   let metadata: Record<string, unknown> = {};
   const metadataJson = checker.arrays.get('metadata_json');
@@ -276,8 +298,11 @@ function readPredecessor(checker: Checker, options: LoadCaseOptions): CaseData |
   if (dose) checker.finite('dose', dose.data as Float32Array, true);
   const masks = checker.numeric('masks', ['uint8', 'bool'], [-1, ...grid], dims ? `[S,${dims.join(',')}] ([S,Y,X,Z] on the CT grid)` : '[S,Y,X,Z]');
   if (masks) checker.binary('masks', masks.data as Uint8Array);
-  const masksSdf = checker.numeric('masks_sdf', ['float32', 'float16'], masks ? masks.shape : [-1, ...grid], '[S,Y,X,Z] like masks', false);
-  if (masksSdf) checker.finite('masks_sdf', masksSdf.data as Float32Array);
+  // v2.4 keeps 8 distance channels beside its 9 masks: a cache of fewer channels than masks is accepted, not used.
+  const masksSdf = checker.numeric('masks_sdf', ['float32', 'float16'], [-1, ...grid], '[S,Y,X,Z] like masks', false);
+  if (masksSdf && masks && masksSdf.shape[0]! > masks.shape[0]!) {
+    checker.report('masks_sdf', 'has more channels than masks', `at most ${masks.shape[0]} channels`, `${masksSdf.shape[0]}`);
+  }
   const constraintsArray = checker.numeric('constraints', ['float32', 'float64'], [CONSTRAINT_SLOTS], `[${CONSTRAINT_SLOTS}]`);
 
   const channels = masks?.shape[0];
@@ -310,7 +335,7 @@ function readPredecessor(checker: Checker, options: LoadCaseOptions): CaseData |
 
   if (checker.problems.length > 0 || !ct || !dims || !masks || !names || !spacing || !constraintsArray) return undefined;
   const [y, x, z] = dims;
-  const sdf = masksSdf ? fromYXZ(masksSdf.data as Float32Array, channels!, y, x, z) : undefined;
+  const sdf = masksSdf && masksSdf.shape[0] === channels ? fromYXZ(masksSdf.data as Float32Array, channels!, y, x, z) : undefined;
   const maskData = fromYXZ(masks.data as Uint8Array, channels!, y, x, z);
   if (sdf) {
     // v2.2 wrote +1 for an empty structure; the convention here (data.md) is 0.

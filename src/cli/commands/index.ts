@@ -12,3 +12,5 @@ commands.push(validate, inspect, split);
 import { register as train } from './train.js';
 import { register as predict } from './predict.js';
 commands.push(train, predict);
+import { register as synth } from './synth.js';
+commands.push(synth);
