@@ -82,8 +82,9 @@ async function readCase(path: string, options: LoadCaseOptions): Promise<{ data?
     const code = (error as { code?: string }).code;
     if (code === 'ENOENT') throw invalidInput(`${path} does not exist: expected a case file (.npz)`);
     if (code === 'EISDIR') throw invalidInput(`${path} is a folder: expected a case file (.npz)`);
-    if (code !== 'VMAT_INVALID_INPUT') throw error;
-    return { problems: [{ file: path, key: '', message: (error as Error).message }] };
+    if (code === 'VMAT_INVALID_INPUT') return { problems: [{ file: path, key: '', message: (error as Error).message }] };
+    if (code && /^E[A-Z]+$/.test(code)) return { problems: [{ file: path, key: '', message: `${path} cannot be read: ${(error as Error).message}` }] };
+    throw error;
   }
   const checker = new Checker(path, arrays);
   const data = arrays.has('metadata') ? readPredecessor(checker, options) : readFormat1(checker, options);

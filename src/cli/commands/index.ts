@@ -1,14 +1,13 @@
 import type { Command } from 'commander';
 
 import { register as info } from './info.js';
+import { register as inspect } from './inspect.js';
 import { register as model } from './model.js';
+import { register as split } from './split.js';
+import { register as validate } from './validate.js';
 
 /** Every command, in the order `--help` lists them. */
-import { register as validate } from './validate.js';
-import { register as inspect } from './inspect.js';
-import { register as split } from './split.js';
-export const commands: ((program: Command) => void)[] = [info, model];
-commands.push(validate, inspect, split);
+export const commands: ((program: Command) => void)[] = [info, validate, inspect, split, model];
 import { register as train } from './train.js';
 import { register as predict } from './predict.js';
 commands.push(train, predict);
