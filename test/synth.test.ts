@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { loadCase } from '../src/data/case.js';
-import { synthesizeCase } from '../src/data/synth.js';
+import { synthesizeCase, synthesizeCohort } from '../src/data/synth.js';
 import { runCli, tempDir } from './helpers.js';
 
 const tiny = ['--cases', '3', '--shape', '32,48,48'];
@@ -91,5 +91,19 @@ describe('synthesizeCase', () => {
     expect(a.plan.beams).toBeGreaterThanOrEqual(36);
     expect(Buffer.from(a.dose!.buffer, a.dose!.byteOffset, a.dose!.byteLength).equals(Buffer.from(b.dose!.buffer, b.dose!.byteOffset, b.dose!.byteLength))).toBe(true);
     await expect(synthesizeCase(-1)).rejects.toThrow(/case index must be an integer from 0 to 99999/);
+  });
+
+  it('stops a cohort when its signal aborts, leaving only complete files', async () => {
+    const out = tempDir('vmat-synth-');
+    const controller = new AbortController();
+    const run = synthesizeCohort(out, {
+      cases: 4,
+      shape: [16, 32, 32],
+      spacingMm: [5, 4, 4],
+      signal: controller.signal,
+      onProgress: () => controller.abort(),
+    });
+    await expect(run).rejects.toMatchObject({ code: 'VMAT_CANCELLED', message: 'synth was cancelled after 1 of 4 cases' });
+    expect(readdirSync(out)).toEqual(['synth_000.npz']);
   });
 });

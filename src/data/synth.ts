@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { invalidInput } from '../errors.js';
+import { VmatError, invalidInput } from '../errors.js';
 import { doseMetrics } from '../metrics/dvh.js';
 import { callNative } from '../native/call.js';
 import { loadNative } from '../native/loader.js';
@@ -38,6 +38,9 @@ export interface SynthPlan {
   attenuationPerMm: number;
   penumbraSigmaMm: number;
   optimiserIterations: number;
+  /** rectum and bladder outside the targets: at most this dose (Gy), with this weight relative to the targets' */
+  oarLimitGy: number;
+  oarWeight: number;
   /** (z, y, x) mm from the first voxel's centre */
   isocentreMm: [number, number, number];
 }
@@ -155,8 +158,10 @@ export async function synthesizeCohort(outDir: string, options: SynthCohortOptio
   let next = make(0);
   for (let index = 0; index < resolved.cases; index++) {
     const caseStarted = performance.now();
+    if (options.signal?.aborted) throw new VmatError('VMAT_CANCELLED', `synth was cancelled after ${index} of ${resolved.cases} cases`);
     const data = await next;
     if (index + 1 < resolved.cases) next = make(index + 1);
+    if (options.signal?.aborted) throw new VmatError('VMAT_CANCELLED', `synth was cancelled after ${index} of ${resolved.cases} cases`);
     await saveCase(files[index]!, data, { overwrite: options.overwrite });
     if (options.onProgress) {
       const voxels = data.shape[0] * data.shape[1] * data.shape[2];

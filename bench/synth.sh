@@ -1,0 +1,12 @@
+# synth: the default synthetic cohort. `synth --cases 23 --shape 96,128,128` (the README's cohort) with 2 intra-op
+# threads and with 1, wall and CPU time. Target: under a minute on 2 cores. About 1–2 minutes.
+# (Moved here from scripts/bench.sh when main switched to one file per section.)
+set -euo pipefail
+synth_out="$(mktemp -d)"
+for threads in 2 1; do
+  start=$(date +%s.%N)
+  cpu=$( { OMP_NUM_THREADS=$threads /usr/bin/time -f '%U %S' node dist/cli/main.js synth --out "$synth_out" --overwrite >/dev/null; } 2>&1 | tail -1)
+  end=$(date +%s.%N)
+  awk -v t="$threads" -v s="$start" -v e="$end" -v c="$cpu" 'BEGIN { split(c, u, " "); printf "threads %d: wall %.1f s, CPU %.1f s\n", t, e - s, u[1] + u[2] }'
+done
+rm -rf "$synth_out"
