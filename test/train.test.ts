@@ -67,6 +67,9 @@ describe('Trainer.fit', () => {
     const step = events.find((e) => e.type === 'step')!;
     expect(step).toMatchObject({ epoch: 1, step: 1, steps: 4 });
     expect(Object.keys(step)).toEqual(expect.arrayContaining(['loss', 'voxelsPerSecond', 'etaSeconds']));
+    expect(events.filter((e) => e.type === 'validate')).toHaveLength(2); // 1 validation case, 2 epochs
+    const epoch = events.find((e) => e.type === 'epoch')!;
+    expect(epoch.type === 'epoch' && epoch.dataWaitFraction).toBeGreaterThanOrEqual(0);
     const summary = JSON.parse(readFileSync(join(runDir, 'training_summary.json'), 'utf8'));
     expect(summary).toMatchObject({ stopReason: 'max_epochs', epochsRun: 2, bestEpoch: result.bestEpoch });
   });
@@ -95,6 +98,17 @@ describe('Trainer.fit', () => {
     const resumed = await new Trainer().fit({ dataDir, expName: 'c', logDir }, { resume: true });
     expect(resumed).toMatchObject({ stopReason: 'max_epochs', epochsRun: 3 });
     expect(metricsWithoutTiming(join(logDir, 'c'))).toEqual(a);
+  });
+
+  it('stops early after `patience` epochs without a better validation MAE', async () => {
+    const logDir = tempDir('vmat-runs-');
+    // lr 1e-12 leaves float32 weights unchanged, so the validation MAE never improves after epoch 1.
+    const result = await new Trainer().fit({ ...base, dataDir, expName: 'patience', logDir, epochs: 6, patience: 2, lr: 1e-12, minLr: 0 });
+    expect(result).toMatchObject({ stopReason: 'early_stop', epochsRun: 3, bestEpoch: 1 });
+    expect(metricsWithoutTiming(join(logDir, 'patience'))).toHaveLength(4);
+    const best = readdirSync(join(logDir, 'patience', 'checkpoints')).filter((name) => name.startsWith('best-'));
+    expect(best.filter((name) => !name.includes('.state.')).length).toBeLessThanOrEqual(3);
+    for (const name of best.filter((n) => !n.includes('.state.'))) expect(best).toContain(name.replace('.safetensors', '.state.safetensors'));
   });
 
   it('refuses an existing run folder without resume or overwrite, touching nothing', async () => {
