@@ -87,6 +87,8 @@ at::Tensor sliding_window_normalised(const at::Tensor& input, const WindowNetwor
   require(options.overlap >= 0 && options.overlap < 1, "the overlap must be in [0, 1), got " + std::to_string(options.overlap));
   require(options.batch >= 1, "the sliding-window batch must be >= 1");
   torch::NoGradGuard no_grad;
+  // Every window has the same shape: cuDNN's autotuning pays off from the second window on.
+  if (options.device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
   const int64_t z = input.size(1), y = input.size(2), x = input.size(3);
   const int64_t p = options.patch;
   auto volume = pad_model_input(input.to(options.device, torch::kFloat), p);

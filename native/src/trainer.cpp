@@ -198,6 +198,8 @@ TrainResult train_model(const std::vector<TrainingCase>& train_cases, const std:
   const auto cancelled = [&] { return callbacks.cancelled && callbacks.cancelled(); };
 
   const torch::Device device(resolve_device(options.device));
+  // Patch shapes are fixed for the whole run: let cuDNN pick the fastest convolution algorithms once.
+  if (device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
   std::string precision = options.precision;
   if (precision == "auto") {
     precision = "fp32";
