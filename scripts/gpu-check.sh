@@ -9,10 +9,13 @@
 # `bash scripts/gpu-check.sh`. VMAT_BUILD_DIR and VMAT_SKIP_BUILD allow a dry run elsewhere.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT="${OUT:-/tmp/vmat-gpu-out}"
+# The device tool brings back at most 8 files from $OUT: logs are written to a work folder and packed into
+# $OUT/gpu-check.tgz at every phase, so that a run cut short still returns what it did.
+RESULTS="${OUT:-/tmp/vmat-gpu-out}"
+OUT=/tmp/vmat-gpu-work
 build="${VMAT_BUILD_DIR:-build}"
-mkdir -p "$OUT"
-log() { printf '[gpu-check %s] %s\n' "$(date +%T)" "$*"; }
+mkdir -p "$OUT" "$RESULTS"
+log() { printf '[gpu-check %s] %s\n' "$(date +%T)" "$*"; tar -czf "$RESULTS/gpu-check.tgz" -C "$OUT" . 2>/dev/null; }
 export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=passive PATH="/usr/local/cuda/bin:$PATH"
 export VMAT_NATIVE_ADDON="$PWD/$build/vmat_native.node"
 cpus=$(nproc)
@@ -28,7 +31,11 @@ if [[ -z "${VMAT_SKIP_BUILD:-}" ]]; then
   cmake -S . -B "$build" -G Ninja -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_CUDA_ARCHITECTURES=90 \
     -DGTest_DIR=/tmp/gtest/usr/lib/x86_64-linux-gnu/cmake/GTest > "$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
   grep -E "^-- vmat" "$OUT/cmake.log"
-  cmake --build "$build" --parallel "$cpus" > "$OUT/build.log" 2>&1 || { grep -E "error|FAILED" -A4 "$OUT/build.log" | head -80; exit 1; }
+  # Only what this script runs: the addon, the native tests, the two benchmarks.
+  targets=(vmat_native bench_gpu bench_gamma)
+  for test in native/tests/test_*.cpp; do targets+=("$(basename "$test" .cpp)"); done
+  cmake --build "$build" --parallel "$cpus" --target "${targets[@]}" > "$OUT/build.log" 2>&1 ||
+    { grep -E "error|FAILED" -A4 "$OUT/build.log" | head -80; log "build failed"; exit 1; }
   log "built"
 fi
 
@@ -90,3 +97,4 @@ print("| measure | vmat-native | PyTorch eager | ratio |\n|---|---|---|---|")
 print("\n".join(rows))
 print("sobel check:", g(ours, "sobel_loss_fwd_bwd_2x128^3", "check_ok"))
 EOF
+log "done"
