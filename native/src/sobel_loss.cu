@@ -1,4 +1,4 @@
-// Fused Sobel-loss CUDA kernels (see sobel_loss.cpp for the maths). Each block owns a 16x8x8 (x, y, z) tile of voxels:
+// Fused Sobel-loss CUDA kernels (see sobel_loss.cpp for the maths). Each block owns a tile of voxels:
 // forward loads u = p - t with a 1-voxel halo into shared memory and reduces |G_k * u| per block; backward loads u
 // with a 2-voxel halo, computes the sign planes S_k = sign(G_k * u) for the tile plus a 1-voxel halo in shared
 // memory, then writes -(1/3N) * sum_k (G_k * S_k). No gradient volume ever reaches global memory.
@@ -13,11 +13,18 @@ namespace vmat::cuda {
 
 namespace {
 
-// 16 voxels along x (the contiguous axis) make the halo'd rows 18-20 floats long: better coalesced loads and less
-// halo per voxel than an 8^3 tile.
-constexpr int kTileX = 16;
+// Tiles of 32 x 8 x 4 (x, y, z): 32 voxels along x, the contiguous axis, make the halo'd rows 34-36 floats long for
+// coalesced loads. Measured on an H200 (scripts/gpu-sobel-tiles.sh, BENCHMARKS.md): 0.366 ms for 2 x 128^3 against
+// 0.374 ms (8^3) and 0.397 ms (16 x 8 x 8), forward + backward.
+#ifndef VMAT_SOBEL_TILE_X  // overridable to time other tile shapes (scripts/gpu-sobel-tiles.sh)
+#define VMAT_SOBEL_TILE_X 32
+#endif
+#ifndef VMAT_SOBEL_TILE_Z
+#define VMAT_SOBEL_TILE_Z 4
+#endif
+constexpr int kTileX = VMAT_SOBEL_TILE_X;
 constexpr int kTileY = 8;
-constexpr int kTileZ = 8;
+constexpr int kTileZ = VMAT_SOBEL_TILE_Z;
 constexpr int kThreads = kTileX * kTileY * kTileZ;
 constexpr float kNorm = 1.f / 32.f;
 
