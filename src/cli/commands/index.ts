@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 
 import { register as info } from './info.js';
+import { register as figures } from './figures.js';
 
 /** Every command, in the order `--help` lists them. */
 export const commands: ((program: Command) => void)[] = [info];
+commands.push(figures);
