@@ -2,7 +2,9 @@ import type { Command } from 'commander';
 
 import { register as info } from './info.js';
 import { register as figures } from './figures.js';
+import { register as compare } from './compare.js';
 
 /** Every command, in the order `--help` lists them. */
 export const commands: ((program: Command) => void)[] = [info];
 commands.push(figures);
+commands.push(compare);
