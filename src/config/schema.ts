@@ -1,0 +1,183 @@
+/**
+ * The training configuration: ONE table of fields from which the zod schema, the defaults, the `train` CLI flags,
+ * `fit()`'s validation and `training_config.json` are all derived (spec/training.md, spec/cli.md).
+ */
+import { z } from 'zod';
+
+import { invalidInput } from '../errors.js';
+
+/** The model's 8 structure channels, in order (spec/data.md). */
+export const DEFAULT_STRUCTURES = ['PTV70', 'PTV56', 'Prostate', 'Rectum', 'Bladder', 'Femur_L', 'Femur_R', 'Bowel'] as const;
+
+type FlagKind = 'string' | 'number' | 'integer' | 'boolean' | 'list' | 'numberPair';
+
+interface Field {
+  schema: z.ZodType;
+  kind: FlagKind;
+  /** What is allowed, in words: used in error messages and --help. */
+  allowed: string;
+  help: string;
+  /** Required fields have no default. */
+  required?: boolean;
+}
+
+const int = (min: number) => z.number().int().min(min);
+const positive = z.number().positive().finite();
+const nonNegative = z.number().min(0).finite();
+const fraction = z.number().min(0).lt(1);
+
+export const TRAIN_FIELDS = {
+  dataDir: { schema: z.string().min(1), kind: 'string', allowed: 'a folder of case files', help: 'folder of case files (*.npz)', required: true },
+  expName: {
+    schema: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/),
+    kind: 'string',
+    allowed: 'a name of letters, digits, ".", "_" and "-"',
+    help: 'experiment name: the run folder is <log-dir>/<exp-name>',
+    required: true,
+  },
+  logDir: { schema: z.string().min(1).default('runs'), kind: 'string', allowed: 'a folder', help: 'parent folder of run folders' },
+  epochs: { schema: int(1).default(200), kind: 'integer', allowed: 'an integer >= 1', help: 'maximum number of epochs' },
+  batchSize: { schema: int(1).default(2), kind: 'integer', allowed: 'an integer >= 1', help: 'patches per optimizer step' },
+  patchSize: {
+    schema: int(16).refine((v) => v % 16 === 0).default(128),
+    kind: 'integer',
+    allowed: 'a multiple of 16, >= 16',
+    help: 'edge of the cubic training and sliding-window patch, voxels',
+  },
+  patchesPerVolume: { schema: int(1).default(4), kind: 'integer', allowed: 'an integer >= 1', help: 'patches drawn per training case per epoch' },
+  lr: { schema: positive.default(1e-4), kind: 'number', allowed: 'a number > 0', help: 'AdamW learning rate (start of the cosine schedule)' },
+  weightDecay: { schema: nonNegative.default(0.01), kind: 'number', allowed: 'a number >= 0', help: 'AdamW weight decay' },
+  betas: {
+    schema: z.tuple([fraction, fraction]).default([0.9, 0.999]),
+    kind: 'numberPair',
+    allowed: 'two numbers in [0, 1), e.g. 0.9,0.999',
+    help: 'AdamW betas',
+  },
+  minLr: { schema: nonNegative.default(1e-6), kind: 'number', allowed: 'a number >= 0', help: 'learning rate at the end of the cosine schedule' },
+  gradClip: { schema: nonNegative.default(1.0), kind: 'number', allowed: 'a number >= 0 (0 turns clipping off)', help: 'gradient clipping, global L2 norm' },
+  precision: {
+    schema: z.enum(['auto', 'fp32', 'bf16', 'fp16']).default('auto'),
+    kind: 'string',
+    allowed: 'auto, fp32, bf16 or fp16',
+    help: 'auto: bf16 autocast on CUDA (fp16 with loss scaling before sm_80), fp32 on CPU',
+  },
+  patience: { schema: int(1).default(50), kind: 'integer', allowed: 'an integer >= 1', help: 'early stopping: epochs without a better validation MAE' },
+  seed: { schema: int(0).max(2 ** 31 - 1).default(42), kind: 'integer', allowed: 'an integer in [0, 2^31)', help: 'seed of the split, weights, sampling and augmentation' },
+  baseChannels: {
+    schema: int(8).refine((v) => v % 8 === 0).default(48),
+    kind: 'integer',
+    allowed: 'a multiple of 8 (GroupNorm has 8 groups), >= 8',
+    help: 'width of the first U-Net level',
+  },
+  structures: {
+    schema: z.array(z.string().min(1)).min(1).default([...DEFAULT_STRUCTURES]),
+    kind: 'list',
+    allowed: 'a comma-separated list of structure names',
+    help: 'structure channels of the model, in order',
+  },
+  useGradientLoss: { schema: z.boolean().default(false), kind: 'boolean', allowed: 'true or false', help: 'add the Sobel gradient loss' },
+  gradientLossWeight: { schema: nonNegative.default(0.1), kind: 'number', allowed: 'a number >= 0', help: 'weight of the gradient loss' },
+  negativePenaltyWeight: { schema: nonNegative.default(0.1), kind: 'number', allowed: 'a number >= 0', help: 'weight of the negative-dose penalty' },
+  valSplit: { schema: fraction.default(0.1), kind: 'number', allowed: 'a fraction in [0, 1)', help: 'fraction of cases for validation (at least 1)' },
+  testSplit: { schema: fraction.default(0.1), kind: 'number', allowed: 'a fraction in [0, 1)', help: 'fraction of cases held out for testing' },
+  normalisationDoseGy: { schema: positive.default(70), kind: 'number', allowed: 'a number of Gy > 0', help: 'the model sees dose / this' },
+  device: {
+    schema: z.string().regex(/^(auto|cpu|cuda(:\d+)?)$/).default('auto'),
+    kind: 'string',
+    allowed: 'auto, cpu, cuda or cuda:N',
+    help: 'where to train',
+  },
+  threads: { schema: int(0).default(0), kind: 'integer', allowed: 'an integer >= 0 (0: libtorch default)', help: 'CPU threads of libtorch' },
+  numWorkers: { schema: int(1).max(64).default(2), kind: 'integer', allowed: 'an integer in [1, 64]', help: 'patch loader threads' },
+  swBatch: { schema: int(1).default(2), kind: 'integer', allowed: 'an integer >= 1', help: 'sliding-window patches per forward pass (validation)' },
+  overlap: { schema: z.number().min(0).max(0.9).default(0.5), kind: 'number', allowed: 'a fraction in [0, 0.9]', help: 'sliding-window overlap (validation)' },
+} satisfies Record<string, Field>;
+
+export type TrainField = keyof typeof TRAIN_FIELDS;
+
+export const trainConfigSchema = z.object(
+  Object.fromEntries(Object.entries(TRAIN_FIELDS).map(([key, field]) => [key, field.schema])) as {
+    [K in TrainField]: (typeof TRAIN_FIELDS)[K]['schema'];
+  },
+);
+
+/** Every setting, defaults filled in; `inChannels` is derived (1 CT channel + one per structure). */
+export type TrainConfig = z.output<typeof trainConfigSchema> & { inChannels: number };
+/** What `fit()` and `--config` accept: any subset of the fields, with dataDir and expName required. */
+export type TrainConfigInput = Partial<z.input<typeof trainConfigSchema>> & { dataDir: string; expName: string };
+
+/** kebab-case flag of a field (`patchSize` → `--patch-size`). */
+export function flagOf(field: string): string {
+  return `--${field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
+function describeValue(value: unknown): string {
+  if (typeof value === 'string') return `'${value}'`;
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
+/** Validates and fills in defaults; an invalid or unknown field is one sentence naming it, the value and what is allowed. */
+export function parseTrainConfig(input: unknown): TrainConfig {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw invalidInput(`the training configuration must be an object of settings, got ${describeValue(input)}`);
+  }
+  const known = new Set(Object.keys(TRAIN_FIELDS));
+  for (const key of Object.keys(input)) {
+    if (key === 'inChannels') continue; // derived; present in a saved training_config.json
+    if (!known.has(key)) {
+      throw invalidInput(`unknown training setting '${key}'; known settings: ${[...known].join(', ')}`);
+    }
+  }
+  const record = input as Record<string, unknown>;
+  for (const [key, field] of Object.entries(TRAIN_FIELDS) as [TrainField, Field][]) {
+    const value = record[key];
+    if (value === undefined && (field as Field).required) {
+      throw invalidInput(`training setting ${key} (${flagOf(key)}) is required: ${field.allowed}`);
+    }
+    const result = field.schema.safeParse(value);
+    if (!result.success) {
+      throw invalidInput(`invalid training setting ${key} (${flagOf(key)}): got ${describeValue(value)}, expected ${field.allowed}`);
+    }
+  }
+  const parsed = trainConfigSchema.parse(input) as z.output<typeof trainConfigSchema>;
+  if (record.inChannels !== undefined && record.inChannels !== 1 + parsed.structures.length) {
+    throw invalidInput(
+      `invalid training setting inChannels: got ${describeValue(record.inChannels)}, but it is derived as 1 + the number of structures (${1 + parsed.structures.length})`,
+    );
+  }
+  if (parsed.minLr > parsed.lr) {
+    throw invalidInput(`invalid training setting minLr (--min-lr): got ${parsed.minLr}, expected a number <= lr (${parsed.lr})`);
+  }
+  return { ...parsed, inChannels: 1 + parsed.structures.length };
+}
+
+/** Parses a flag's text into a field's value (numbers, booleans, lists); the schema then checks the range. */
+export function parseFlagValue(field: TrainField, text: string): unknown {
+  const kind = TRAIN_FIELDS[field].kind as FlagKind;
+  const bad = () => invalidInput(`invalid training setting ${field} (${flagOf(field)}): got '${text}', expected ${TRAIN_FIELDS[field].allowed}`);
+  switch (kind) {
+    case 'number':
+    case 'integer': {
+      const value = Number(text);
+      if (text.trim() === '' || !Number.isFinite(value)) throw bad();
+      return value;
+    }
+    case 'boolean':
+      if (/^(true|1|yes)$/i.test(text)) return true;
+      if (/^(false|0|no)$/i.test(text)) return false;
+      throw bad();
+    case 'list':
+      return text.split(',').map((part) => part.trim()).filter((part) => part.length > 0);
+    case 'numberPair': {
+      const values = text.split(',').map((part) => Number(part.trim()));
+      if (values.length !== 2 || values.some((v) => !Number.isFinite(v))) throw bad();
+      return values;
+    }
+    default:
+      return text;
+  }
+}

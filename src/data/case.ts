@@ -1,0 +1,371 @@
+/**
+ * Case files (data.md): format 1 (`vmat-native-1`) and the predecessor's versions 2.2, 2.3 and 2.4, loaded into one
+ * in-memory shape ([Z,Y,X], HU, Gy) and checked fully on the way in. `saveCase` always writes format 1.
+ */
+import { basename } from 'node:path';
+
+import { invalidInput } from '../errors.js';
+import { readNpz } from './npz.js';
+import { writeNpz } from './npz.js';
+import type { NpyArray, WritableNpyArray } from './npy.js';
+import { unpickle } from './pickle.js';
+import { CANONICAL_STRUCTURES } from './structures.js';
+
+export interface CaseData {
+  caseId: string;
+  /** "vmat-native-1" | "predecessor-2.2" | "predecessor-2.3" | "predecessor-2.4" */
+  format: string;
+  /** [z, y, x] */
+  shape: [number, number, number];
+  /** (z, y, x) in mm */
+  spacingMm: [number, number, number];
+  /** HU, [Z,Y,X] C order */
+  ct: Int16Array | Float32Array;
+  /** Gy, [Z,Y,X] */
+  dose?: Float32Array;
+  /** [S,Z,Y,X], 0/1, in the order of `structures` */
+  masks: Uint8Array;
+  structures: string[];
+  /** the 13-slot constraint vector (data.md) */
+  constraints: Float32Array;
+  /** [Z,Y,X] 0/1 body mask */
+  body?: Uint8Array;
+  /** [S,Z,Y,X] cached signed distance channels (negative inside, ÷50, empty structure → 0) */
+  masksSdf?: Float32Array;
+  /** metadata_json (format 1) or the unpickled dict (predecessor) */
+  metadata: Record<string, unknown>;
+}
+
+export interface LoadCaseOptions {
+  /** (z, y, x) mm, used where the file holds no spacing (some predecessor files). */
+  spacingMm?: [number, number, number];
+}
+
+export interface SaveCaseOptions {
+  overwrite?: boolean;
+  /** deflate the entries (default true) */
+  compress?: boolean;
+}
+
+/** One problem of one file, as a full sentence naming the file, the key, what was expected and what was found. */
+export interface CaseProblem {
+  file: string;
+  key: string;
+  message: string;
+}
+
+export const FORMAT_1 = 'vmat-native-1';
+const CONSTRAINT_SLOTS = 13;
+const FORMAT_1_KEYS = ['ct', 'dose', 'masks', 'structures', 'spacing_mm', 'constraints', 'body', 'masks_sdf', 'metadata_json'];
+const PREDECESSOR_KEYS = ['ct', 'dose', 'masks', 'masks_sdf', 'constraints', 'metadata'];
+
+/** Loads and checks a case file; throws VMAT_INVALID_INPUT naming the first problem. */
+export async function loadCase(path: string, options: LoadCaseOptions = {}): Promise<CaseData> {
+  const { data, problems } = await readCase(path, options);
+  if (problems.length > 0) {
+    const more = problems.length > 1 ? ` (and ${problems.length - 1} more problem${problems.length > 2 ? 's' : ''}; \`vmat-native validate\` lists them all)` : '';
+    throw invalidInput(`${problems[0]!.message}${more}`);
+  }
+  return data!;
+}
+
+/** Every problem of a case file (empty when it loads). */
+export async function checkCase(path: string, options: LoadCaseOptions = {}): Promise<CaseProblem[]> {
+  return (await readCase(path, options)).problems;
+}
+
+async function readCase(path: string, options: LoadCaseOptions): Promise<{ data?: CaseData; problems: CaseProblem[] }> {
+  let arrays: Map<string, NpyArray>;
+  try {
+    arrays = await readNpz(path, { keys: [...new Set([...FORMAT_1_KEYS, ...PREDECESSOR_KEYS])] });
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === 'ENOENT') throw invalidInput(`${path} does not exist: expected a case file (.npz)`);
+    if (code === 'EISDIR') throw invalidInput(`${path} is a folder: expected a case file (.npz)`);
+    if (code !== 'VMAT_INVALID_INPUT') throw error;
+    return { problems: [{ file: path, key: '', message: (error as Error).message }] };
+  }
+  const checker = new Checker(path, arrays);
+  const data = arrays.has('metadata') ? readPredecessor(checker, options) : readFormat1(checker, options);
+  return checker.problems.length > 0 ? { problems: checker.problems } : { data, problems: [] };
+}
+
+type Numeric = Extract<NpyArray, { data: unknown }> & { dtype: Exclude<NpyArray['dtype'], 'str' | 'object'> };
+
+/** Collects problems instead of stopping at the first, so that `validate` can list them all. */
+class Checker {
+  readonly problems: CaseProblem[] = [];
+  constructor(
+    readonly file: string,
+    readonly arrays: Map<string, NpyArray>,
+  ) {}
+
+  report(key: string, what: string, expected: string, found: string): undefined {
+    this.problems.push({ file: this.file, key, message: `${this.file}: '${key}' ${what}: expected ${expected}, found ${found}` });
+    return undefined;
+  }
+
+  /** A numeric array of one of `dtypes` whose shape matches `shape` (-1 = any size); undefined after a problem. */
+  numeric(key: string, dtypes: string[], shape: number[] | undefined, shapeText: string, required = true): Numeric | undefined {
+    const array = this.arrays.get(key);
+    if (!array) return required ? this.report(key, 'is missing', `an array of ${dtypes.join(' or ')} ${shapeText}`, 'no such key') : undefined;
+    if (!dtypes.includes(array.dtype)) return this.report(key, 'has the wrong dtype', dtypes.join(' or '), describeDtype(array));
+    if (shape && (array.shape.length !== shape.length || array.shape.some((size, i) => shape[i]! >= 0 && size !== shape[i]))) {
+      return this.report(key, 'has the wrong shape', shapeText, `[${array.shape.join(',')}]`);
+    }
+    return array as Numeric;
+  }
+
+  finite(key: string, data: ArrayLike<number>, nonNegative = false): boolean {
+    for (let i = 0; i < data.length; i++) {
+      const value = data[i]!;
+      if (value - value !== 0) {
+        this.report(key, 'holds a value that is not finite', 'finite numbers', `${value} at flat index ${i}`);
+        return false;
+      }
+      if (nonNegative && value < 0) {
+        this.report(key, 'holds a negative dose', 'doses ≥ 0 Gy', `${value} at flat index ${i}`);
+        return false;
+      }
+    }
+    return true;
+  }
+
+  binary(key: string, data: Uint8Array): boolean {
+    for (let i = 0; i < data.length; i++) {
+      if (data[i]! > 1) {
+        this.report(key, 'is not a 0/1 mask', 'values 0 or 1', `${data[i]} at flat index ${i}`);
+        return false;
+      }
+    }
+    return true;
+  }
+
+  spacing(key: string, values: number[] | undefined, fallback: [number, number, number] | undefined, what: string): [number, number, number] | undefined {
+    if (!values) {
+      if (fallback) return this.spacing('--spacing', fallback, undefined, what);
+      return this.report(key, 'is missing', `${what}, or --spacing z,y,x (spacingMm) to supply it`, 'no spacing in the file');
+    }
+    if (values.length !== 3 || values.some((value) => !(typeof value === 'number' && Number.isFinite(value) && value > 0))) {
+      return this.report(key, 'is not a valid voxel spacing', '3 positive millimetre values', `[${values.join(', ')}]`);
+    }
+    return values as [number, number, number];
+  }
+}
+
+function describeDtype(array: NpyArray): string {
+  return array.dtype === 'str' ? 'unicode strings' : array.dtype === 'object' ? 'pickled objects' : array.dtype;
+}
+
+function caseIdFromPath(path: string): string {
+  return basename(path).replace(/\.npz$/i, '');
+}
+
+function readFormat1(checker: Checker, options: LoadCaseOptions): CaseData | undefined {
+  const ct = checker.numeric('ct', ['int16', 'float32'], [-1, -1, -1], '[Z,Y,X]');
+  const shape = ct ? (ct.shape as [number, number, number]) : undefined;
+  const grid = shape ?? [-1, -1, -1];
+  const gridText = shape ? `[${shape.join(',')}] (the CT grid)` : '[Z,Y,X]';
+  if (ct?.dtype === 'float32') checker.finite('ct', ct.data as Float32Array);
+
+  const dose = checker.numeric('dose', ['float32'], grid, gridText, false);
+  if (dose) checker.finite('dose', dose.data as Float32Array, true);
+
+  const masks = checker.numeric('masks', ['uint8', 'bool'], [-1, ...grid], shape ? `[S,${shape.join(',')}] (S structures on the CT grid)` : '[S,Z,Y,X]');
+  if (masks) checker.binary('masks', masks.data as Uint8Array);
+  const structureCount = masks?.shape[0];
+
+  const structures = checker.arrays.get('structures');
+  let names: string[] | undefined;
+  if (!structures) checker.report('structures', 'is missing', 'unicode names [S]', 'no such key');
+  else if (structures.dtype !== 'str' || structures.shape.length !== 1) checker.report('structures', 'has the wrong type', 'unicode names [S]', `${describeDtype(structures)} [${structures.shape.join(',')}]`);
+  else if (structureCount !== undefined && structures.data.length !== structureCount) checker.report('structures', 'does not match masks', `${structureCount} names (one per mask)`, `${structures.data.length}`);
+  else names = structures.data;
+
+  const spacingArray = checker.numeric('spacing_mm', ['float64', 'float32', 'int64', 'int32'], [3], '[3] (z,y,x)', !options.spacingMm);
+  const spacing = checker.spacing('spacing_mm', spacingArray ? Array.from(spacingArray.data as ArrayLike<number>, Number) : undefined, options.spacingMm, 'spacing_mm (z,y,x) in mm');
+
+  const constraintsArray = checker.numeric('constraints', ['float32', 'float64'], [CONSTRAINT_SLOTS], `[${CONSTRAINT_SLOTS}]`);
+  const constraints = constraintsArray ? Float32Array.from(constraintsArray.data as ArrayLike<number>) : undefined;
+  if (constraints) checker.finite('constraints', constraints);
+
+  const body = checker.numeric('body', ['uint8', 'bool'], grid, gridText, false);
+  if (body) checker.binary('body', body.data as Uint8Array);
+  const masksSdf = checker.numeric('masks_sdf', ['float16', 'float32'], masks ? masks.shape : [-1, ...grid], '[S,Z,Y,X] like masks', false);
+  if (masksSdf) checker.finite('masks_sdf', masksSdf.data as Float32Array);
+
+  let metadata: Record<string, unknown> = {};
+  const metadataJson = checker.arrays.get('metadata_json');
+  if (metadataJson) {
+    if (metadataJson.dtype !== 'str' || metadataJson.shape.length !== 0) {
+      checker.report('metadata_json', 'has the wrong type', 'a 0-d unicode string holding a JSON object', `${describeDtype(metadataJson)} [${metadataJson.shape.join(',')}]`);
+    } else {
+      try {
+        const parsed: unknown = JSON.parse(metadataJson.data[0]!);
+        if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) checker.report('metadata_json', 'is not a JSON object', 'a JSON object', JSON.stringify(parsed).slice(0, 40));
+        else metadata = parsed as Record<string, unknown>;
+      } catch (error) {
+        checker.report('metadata_json', 'is not valid JSON', 'a JSON object', (error as Error).message);
+      }
+    }
+  }
+  if (checker.problems.length > 0 || !ct || !masks || !names || !spacing || !constraints) return undefined;
+  return {
+    caseId: typeof metadata.case_id === 'string' ? metadata.case_id : caseIdFromPath(checker.file),
+    format: FORMAT_1,
+    shape: shape!,
+    spacingMm: spacing,
+    ct: ct.data as Int16Array | Float32Array,
+    dose: dose?.data as Float32Array | undefined,
+    masks: masks.data as Uint8Array,
+    structures: names,
+    constraints,
+    body: body?.data as Uint8Array | undefined,
+    masksSdf: masksSdf?.data as Float32Array | undefined,
+    metadata,
+  };
+}
+
+/** `[..., Y, X, Z]` → `[..., Z, Y, X]`, with `map` applied to each value, into a new array of the same kind. */
+function fromYXZ<T extends Float32Array | Uint8Array>(source: T, channels: number, y: number, x: number, z: number, map?: (value: number) => number): T {
+  const out = new (source.constructor as new (n: number) => T)(source.length);
+  const plane = y * x;
+  const volume = plane * z;
+  for (let c = 0; c < channels; c++) {
+    const base = c * volume;
+    let from = base;
+    for (let yi = 0; yi < y; yi++) {
+      for (let xi = 0; xi < x; xi++) {
+        let to = base + yi * x + xi;
+        if (map) for (let zi = 0; zi < z; zi++, to += plane) out[to] = map(source[from++]!);
+        else for (let zi = 0; zi < z; zi++, to += plane) out[to] = source[from++]!;
+      }
+    }
+  }
+  return out;
+}
+
+const PREDECESSOR_VERSIONS = ['2.2', '2.3', '2.4'];
+
+function readPredecessor(checker: Checker, options: LoadCaseOptions): CaseData | undefined {
+  const metadataArray = checker.arrays.get('metadata')!;
+  let metadata: Record<string, unknown> | undefined;
+  if (metadataArray.dtype !== 'object') {
+    checker.report('metadata', 'has the wrong type', 'a pickled dict (0-d object array)', describeDtype(metadataArray));
+  } else {
+    try {
+      // A 0-d object array unpickles to its one item, the dict.
+      const item = unpickle(metadataArray.pickle, `'metadata' in ${checker.file}`);
+      if (item === null || typeof item !== 'object' || Array.isArray(item) || item instanceof Uint8Array) {
+        checker.report('metadata', 'is not a dict', 'a pickled dict', Array.isArray(item) ? 'a list' : typeof item);
+      } else {
+        metadata = item as Record<string, unknown>;
+      }
+    } catch (error) {
+      checker.problems.push({ file: checker.file, key: 'metadata', message: (error as Error).message });
+    }
+  }
+  if (!metadata) return undefined;
+
+  const ct = checker.numeric('ct', ['float32'], [-1, -1, -1], '[Y,X,Z] (predecessor axis order)');
+  const dims = ct ? (ct.shape as [number, number, number]) : undefined; // [Y, X, Z]
+  const grid = dims ?? [-1, -1, -1];
+  const gridText = dims ? `[${dims.join(',')}] (the CT grid, [Y,X,Z])` : '[Y,X,Z]';
+  if (ct) checker.finite('ct', ct.data as Float32Array);
+  const dose = checker.numeric('dose', ['float32'], grid, gridText, false);
+  if (dose) checker.finite('dose', dose.data as Float32Array, true);
+  const masks = checker.numeric('masks', ['uint8', 'bool'], [-1, ...grid], dims ? `[S,${dims.join(',')}] ([S,Y,X,Z] on the CT grid)` : '[S,Y,X,Z]');
+  if (masks) checker.binary('masks', masks.data as Uint8Array);
+  const masksSdf = checker.numeric('masks_sdf', ['float32', 'float16'], masks ? masks.shape : [-1, ...grid], '[S,Y,X,Z] like masks', false);
+  if (masksSdf) checker.finite('masks_sdf', masksSdf.data as Float32Array);
+  const constraintsArray = checker.numeric('constraints', ['float32', 'float64'], [CONSTRAINT_SLOTS], `[${CONSTRAINT_SLOTS}]`);
+
+  const channels = masks?.shape[0];
+  const declared = String(metadata.script_version ?? '');
+  const version =
+    PREDECESSOR_VERSIONS.find((v) => declared === v || declared.startsWith(`${v}.`)) ??
+    (channels === 9 ? '2.4' : metadata.voxel_spacing_mm !== undefined ? '2.3' : '2.2');
+  let names: string[] | undefined;
+  const listed = metadata.structure_channels;
+  if (Array.isArray(listed) && listed.every((name) => typeof name === 'string') && listed.length === channels) names = listed as string[];
+  else if (channels === 8 || (channels === 9 && version === '2.4')) names = channels === 9 ? [...CANONICAL_STRUCTURES, 'PTV50.4'] : [...CANONICAL_STRUCTURES];
+  else if (channels !== undefined) checker.report('masks', 'has an unexpected number of structure channels', `8 (9 with PTV50.4 in v2.4) or metadata.structure_channels naming each`, `${channels}`);
+
+  // Spacing is stored (y, x, z) like the arrays.
+  const stored = metadata.voxel_spacing_mm ?? metadata.target_spacing_mm;
+  const storedKey = metadata.voxel_spacing_mm !== undefined ? 'metadata.voxel_spacing_mm' : 'metadata.target_spacing_mm';
+  let spacing: [number, number, number] | undefined;
+  if (stored === undefined || stored === null) {
+    spacing = checker.spacing('metadata', undefined, options.spacingMm, 'metadata.voxel_spacing_mm or metadata.target_spacing_mm (y,x,z)');
+  } else if (!Array.isArray(stored) || stored.length !== 3) {
+    checker.report(storedKey, 'is not a voxel spacing', '3 positive values (y,x,z) in mm', JSON.stringify(stored));
+  } else {
+    const yxz = checker.spacing(storedKey, stored.map(Number), undefined, '3 values (y,x,z)');
+    if (yxz) spacing = [yxz[2], yxz[0], yxz[1]];
+  }
+  const normalisation = metadata.normalization_dose_gy === undefined ? 70 : Number(metadata.normalization_dose_gy);
+  if (!(normalisation > 0 && Number.isFinite(normalisation))) {
+    checker.report('metadata.normalization_dose_gy', 'is not a valid dose', 'a positive number of Gy', String(metadata.normalization_dose_gy));
+  }
+
+  if (checker.problems.length > 0 || !ct || !dims || !masks || !names || !spacing || !constraintsArray) return undefined;
+  const [y, x, z] = dims;
+  const sdf = masksSdf ? fromYXZ(masksSdf.data as Float32Array, channels!, y, x, z) : undefined;
+  const maskData = fromYXZ(masks.data as Uint8Array, channels!, y, x, z);
+  if (sdf) {
+    // v2.2 wrote +1 for an empty structure; the convention here (data.md) is 0.
+    const volume = x * y * z;
+    for (let c = 0; c < channels!; c++) {
+      if (!maskData.subarray(c * volume, (c + 1) * volume).some((v) => v !== 0)) sdf.fill(0, c * volume, (c + 1) * volume);
+    }
+  }
+  return {
+    caseId: typeof metadata.case_id === 'string' ? metadata.case_id : caseIdFromPath(checker.file),
+    format: `predecessor-${version}`,
+    shape: [z, y, x],
+    spacingMm: spacing,
+    ct: fromYXZ(ct.data as Float32Array, 1, y, x, z, (value) => (value - 0.5) * 4000),
+    dose: dose ? fromYXZ(dose.data as Float32Array, 1, y, x, z, (value) => value * normalisation) : undefined,
+    masks: maskData,
+    structures: names,
+    constraints: Float32Array.from(constraintsArray.data as ArrayLike<number>),
+    masksSdf: sdf,
+    metadata,
+  };
+}
+
+/** Writes `data` as a format 1 case file (atomically; an existing file only with `overwrite`). */
+export async function saveCase(path: string, data: CaseData, options: SaveCaseOptions = {}): Promise<void> {
+  const [z, y, x] = data.shape;
+  const voxels = z * y * x;
+  const structures = data.structures.length;
+  const check = (ok: boolean, key: string, expected: string, found: string) => {
+    if (!ok) throw invalidInput(`cannot save ${path}: ${key} must be ${expected}, found ${found}`);
+  };
+  check(data.shape.every((size) => Number.isInteger(size) && size > 0), 'shape', '3 positive integers [z,y,x]', `[${data.shape.join(',')}]`);
+  check(data.spacingMm.length === 3 && data.spacingMm.every((s) => Number.isFinite(s) && s > 0), 'spacingMm', '3 positive millimetre values', `[${data.spacingMm.join(',')}]`);
+  check(data.ct.length === voxels, 'ct', `${voxels} values ([${data.shape.join(',')}])`, `${data.ct.length}`);
+  check(data.masks.length === structures * voxels, 'masks', `${structures * voxels} values (${structures} structures × [${data.shape.join(',')}])`, `${data.masks.length}`);
+  check(data.constraints.length === CONSTRAINT_SLOTS, 'constraints', `${CONSTRAINT_SLOTS} values`, `${data.constraints.length}`);
+  if (data.dose) check(data.dose.length === voxels, 'dose', `${voxels} values`, `${data.dose.length}`);
+  if (data.body) check(data.body.length === voxels, 'body', `${voxels} values`, `${data.body.length}`);
+  if (data.masksSdf) check(data.masksSdf.length === structures * voxels, 'masksSdf', `${structures * voxels} values`, `${data.masksSdf.length}`);
+
+  const grid = [z, y, x];
+  const arrays: [string, WritableNpyArray][] = [
+    ['ct', data.ct instanceof Int16Array ? { dtype: 'int16', shape: grid, data: data.ct } : { dtype: 'float32', shape: grid, data: data.ct }],
+  ];
+  if (data.dose) arrays.push(['dose', { dtype: 'float32', shape: grid, data: data.dose }]);
+  arrays.push(
+    ['masks', { dtype: 'uint8', shape: [structures, ...grid], data: data.masks }],
+    ['structures', { dtype: 'str', shape: [structures], data: data.structures }],
+    ['spacing_mm', { dtype: 'float64', shape: [3], data: Float64Array.from(data.spacingMm) }],
+    ['constraints', { dtype: 'float32', shape: [CONSTRAINT_SLOTS], data: data.constraints }],
+  );
+  if (data.body) arrays.push(['body', { dtype: 'uint8', shape: grid, data: data.body }]);
+  if (data.masksSdf) arrays.push(['masks_sdf', { dtype: 'float32', shape: [structures, ...grid], data: data.masksSdf }]);
+  const metadata = { ...data.metadata, case_id: data.caseId, format_version: 1 };
+  const json = JSON.stringify(metadata, (_, value: unknown) => (typeof value === 'bigint' ? value.toString() : value));
+  arrays.push(['metadata_json', { dtype: 'str', shape: [], data: [json] }]);
+  await writeNpz(path, arrays, { compress: options.compress, overwrite: options.overwrite });
+}
