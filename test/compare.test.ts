@@ -1,15 +1,18 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 
-import { fabricateRun } from './fixtures/fabricate-run.js';
+import { fabricateRun, type FabricatedRun } from './fixtures/fabricate-run.js';
 import { runCli, tempDir } from './helpers.js';
 
 describe('vmat-native compare', () => {
   const root = tempDir('vmat-compare-');
-  const baseline = fabricateRun(root, 'baseline', { scale: 1.1, bestEpoch: 9 });
-  const gradient = fabricateRun(root, 'grad_loss_0.1', { scale: 1.04, gradientWeight: 0.1, bestEpoch: 7, epochs: 10 });
+  let baseline: FabricatedRun, gradient: FabricatedRun;
+  beforeAll(async () => {
+    baseline = await fabricateRun(root, 'baseline', { scale: 1.1, bestEpoch: 9 });
+    gradient = await fabricateRun(root, 'grad_loss_0.1', { scale: 1.04, gradientWeight: 0.1, bestEpoch: 7, epochs: 10 });
+  });
 
   it('computes the table from the run files, with changes in % against the first run', () => {
     const out = join(root, 'json');
@@ -58,11 +61,11 @@ describe('vmat-native compare', () => {
     expect(readFileSync(join(out, 'comparison.md'), 'utf8')).toContain('grad_loss_0.1');
   });
 
-  it('names what is wrong with bad input, exit 1', () => {
+  it('names what is wrong with bad input, exit 1', async () => {
     const one = runCli(['compare', baseline.dir, '--out', join(root, 'x')]);
     expect(one.status).toBe(1);
     expect(one.stderr).toContain('at least two run folders');
-    const broken = fabricateRun(root, 'broken', { evaluate: false });
+    const broken = await fabricateRun(root, 'broken', { evaluate: false });
     writeFileSync(join(broken.dir, 'metrics.csv'), 'epoch,lr\n1,0.1\n');
     const bad = runCli(['compare', baseline.dir, broken.dir, '--out', join(root, 'y')]);
     expect(bad.status).toBe(1);

@@ -2,15 +2,18 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { PNG } from 'pngjs';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 
-import { fabricateRun } from './fixtures/fabricate-run.js';
+import { fabricateRun, type FabricatedRun } from './fixtures/fabricate-run.js';
 import { runCli, tempDir } from './helpers.js';
 
 describe('vmat-native figures', () => {
   const root = tempDir('vmat-figures-');
-  const baseline = fabricateRun(root, 'baseline', { scale: 1.1 });
-  const gradient = fabricateRun(root, 'grad_loss_0.1', { scale: 1.04, gradientWeight: 0.1, bestEpoch: 7 });
+  let baseline: FabricatedRun, gradient: FabricatedRun;
+  beforeAll(async () => {
+    baseline = await fabricateRun(root, 'baseline', { scale: 1.1 });
+    gradient = await fabricateRun(root, 'grad_loss_0.1', { scale: 1.04, gradientWeight: 0.1, bestEpoch: 7 });
+  });
 
   it('writes the six figures as PNG and SVG from run folders', () => {
     const result = runCli(['figures', baseline.dir, gradient.dir]);
@@ -61,8 +64,8 @@ describe('vmat-native figures', () => {
     expect(sagittal[0] / sagittal[1]).toBeCloseTo(64 / 48, 1);
   });
 
-  it('says which figures it could not draw for a run without evaluation', () => {
-    const bare = fabricateRun(root, 'bare', { evaluate: false });
+  it('says which figures it could not draw for a run without evaluation', async () => {
+    const bare = await fabricateRun(root, 'bare', { evaluate: false });
     const result = runCli(['figures', bare.dir]);
     expect(result.status).toBe(0);
     expect(result.stderr).toContain('has no evaluation');

@@ -4,9 +4,9 @@ import { pathToFileURL } from 'node:url';
 
 import { PNG } from 'pngjs';
 import { chromium } from 'playwright-core';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 
-import { fabricateRun } from './fixtures/fabricate-run.js';
+import { fabricateRun, type FabricatedRun } from './fixtures/fabricate-run.js';
 import { runCli, tempDir } from './helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -14,8 +14,12 @@ const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable
 
 describe('vmat-native report', () => {
   const root = tempDir('vmat-report-');
-  const run = fabricateRun(root, 'grad_loss_0.1', { scale: 1.04, gradientWeight: 0.1 });
-  const reportPath = join(run.dir, 'report.html');
+  let run: FabricatedRun;
+  let reportPath: string;
+  beforeAll(async () => {
+    run = await fabricateRun(root, 'grad_loss_0.1', { scale: 1.04, gradientWeight: 0.1 });
+    reportPath = join(run.dir, 'report.html');
+  });
 
   it('writes one self-contained HTML file with the tables and the figures inlined', () => {
     const result = runCli(['report', run.dir]);

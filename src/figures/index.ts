@@ -56,8 +56,8 @@ export async function buildRunFigures(run: RunFolder, options: { caseId?: string
   }
   const id = evaluation.caseId;
   if (evaluation.files.reference && evaluation.files.prediction) {
-    const reference = readDoseCase(evaluation.files.reference);
-    const prediction = readDoseCase(evaluation.files.prediction);
+    const reference = await readDoseCase(evaluation.files.reference);
+    const prediction = await readDoseCase(evaluation.files.prediction);
     if (prediction.dose.length !== reference.dose.length) {
       skipped.push(`dose slices of ${id}: the prediction grid [${prediction.shape}] differs from the reference [${reference.shape}]`);
     } else {
@@ -69,7 +69,7 @@ export async function buildRunFigures(run: RunFolder, options: { caseId?: string
         figure: await doseSlicesFigure({ caseId: id, runName: run.name, shape: reference.shape, spacingMm: reference.spacingMm, centre, reference: reference.dose, prediction: prediction.dose }),
       });
       if (evaluation.files.gamma) {
-        const gamma = readGammaVolume(evaluation.files.gamma, reference.shape);
+        const gamma = await readGammaVolume(evaluation.files.gamma, reference.shape);
         figures.push({
           name: `gamma_${id}`,
           caption: `Gamma index (3%/3 mm, global, 10% cutoff) of ${id} through the PTV70 centre; Γ ≤ 1 passes.`,
