@@ -62,18 +62,19 @@ export async function buildRunFigures(run: RunFolder, options: { caseId?: string
       skipped.push(`dose slices of ${id}: the prediction grid [${prediction.shape}] differs from the reference [${reference.shape}]`);
     } else {
       const ptv = reference.structures.findIndex((name) => name.toUpperCase() === 'PTV70');
-      const centre = maskCentre(reference.shape, reference.masks[ptv]);
+      const ptvMask = ptv >= 0 ? reference.masks[ptv] : undefined;
+      const centre = maskCentre(reference.shape, ptvMask);
       figures.push({
         name: `dose_slices_${id}`,
         caption: `Reference, predicted and difference dose of ${id}: axial, coronal and sagittal planes through the PTV70 centre (voxel ${centre.join(', ')}), drawn to scale from the voxel spacing (${reference.spacingMm.join(' × ')} mm).`,
-        figure: await doseSlicesFigure({ caseId: id, runName: run.name, shape: reference.shape, spacingMm: reference.spacingMm, centre, reference: reference.dose, prediction: prediction.dose }),
+        figure: await doseSlicesFigure({ caseId: id, runName: run.name, shape: reference.shape, spacingMm: reference.spacingMm, centre, reference: reference.dose, prediction: prediction.dose, ptvMask }),
       });
       if (evaluation.files.gamma) {
         const gamma = await readGammaVolume(evaluation.files.gamma, reference.shape);
         figures.push({
           name: `gamma_${id}`,
           caption: `Gamma index (3%/3 mm, global, 10% cutoff) of ${id} through the PTV70 centre; Γ ≤ 1 passes.`,
-          figure: await gammaSlicesFigure({ caseId: id, runName: run.name, shape: reference.shape, spacingMm: reference.spacingMm, centre, gamma, criterion: '3%/3 mm' }),
+          figure: await gammaSlicesFigure({ caseId: id, runName: run.name, shape: reference.shape, spacingMm: reference.spacingMm, centre, gamma, criterion: '3%/3 mm', ptvMask }),
         });
       } else {
         skipped.push(`gamma map of ${id}: the evaluation names no gamma volume`);

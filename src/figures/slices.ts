@@ -49,7 +49,7 @@ export interface Slice {
  * Extracts a plane through `centre`. Axial: rows y (anterior at the top), columns x. Coronal and sagittal: rows z
  * with the highest slice index at the top (superior up for z increasing towards the head), columns x or y.
  */
-export function extractSlice(volume: Float32Array, shape: Shape3, spacingMm: Shape3, centre: Shape3, view: View): Slice {
+export function extractSlice(volume: ArrayLike<number>, shape: Shape3, spacingMm: Shape3, centre: Shape3, view: View): Slice {
   const [nz, ny, nx] = shape;
   const [dz, dy, dx] = spacingMm;
   const [cz, cy, cx] = centre;
@@ -97,18 +97,29 @@ export interface ColourScale {
   missing: Rgb;
 }
 
-/** Resamples a slice to `width` × `height` pixels (nearest voxel, so voxels stay sharp) and colours it. */
-export function slicePng(slice: Slice, width: number, height: number, scale: ColourScale): Buffer {
+/** An outline drawn over a slice: the boundary of a mask (e.g. PTV70), in one colour. */
+export interface SliceOutline {
+  mask: Slice;
+  colour: Rgb;
+}
+
+/**
+ * Resamples a slice to `width` × `height` pixels (nearest voxel, so voxels stay sharp) and colours it; an outline
+ * marks the pixels inside its mask that touch a pixel outside.
+ */
+export function slicePng(slice: Slice, width: number, height: number, scale: ColourScale, outline?: SliceOutline): Buffer {
   const png = new PNG({ width, height });
   const span = scale.high - scale.low || 1;
+  const voxelOf = (px: number, py: number) =>
+    Math.min(slice.rows - 1, Math.floor(((py + 0.5) / height) * slice.rows)) * slice.cols + Math.min(slice.cols - 1, Math.floor(((px + 0.5) / width) * slice.cols));
+  const inside = (px: number, py: number) => px >= 0 && py >= 0 && px < width && py < height && outline!.mask.values[voxelOf(px, py)] > 0;
   for (let py = 0; py < height; py++) {
-    const row = Math.min(slice.rows - 1, Math.floor(((py + 0.5) / height) * slice.rows));
     for (let px = 0; px < width; px++) {
-      const col = Math.min(slice.cols - 1, Math.floor(((px + 0.5) / width) * slice.cols));
-      const value = slice.values[row * slice.cols + col];
-      const colour = Number.isNaN(value)
+      const value = slice.values[voxelOf(px, py)];
+      let colour = Number.isNaN(value)
         ? scale.missing
         : scale.table[Math.max(0, Math.min(255, Math.round(((value - scale.low) / span) * 255)))];
+      if (outline && inside(px, py) && !(inside(px - 1, py) && inside(px + 1, py) && inside(px, py - 1) && inside(px, py + 1))) colour = outline.colour;
       const o = (py * width + px) * 4;
       png.data[o] = colour[0];
       png.data[o + 1] = colour[1];
@@ -135,7 +146,7 @@ export async function renderSliceGrid(options: {
   title: string;
   rowLabels: string[];
   columnTitles: string[];
-  cells: { slice: Slice; scale: ColourScale }[][];
+  cells: { slice: Slice; scale: ColourScale; outline?: SliceOutline }[][];
   legends: SliceLegend[];
   footnote?: string;
   panelMaxPx?: number;
@@ -158,10 +169,10 @@ export async function renderSliceGrid(options: {
   let y = top;
   cells.forEach((row, r) => {
     marks.push(text(rowLabelWidth - 10, y + rowHeights[r] / 2, options.rowLabels[r], { angle: { value: -90 }, align: { value: 'center' }, baseline: { value: 'bottom' } }));
-    row.forEach(({ slice, scale }, c) => {
+    row.forEach(({ slice, scale, outline }, c) => {
       const { width, height } = size(slice);
       // Rasterised at twice the drawn size so the PNG stays sharp at the figure's 2× export.
-      const png = slicePng(slice, width * 2, height * 2, scale);
+      const png = slicePng(slice, width * 2, height * 2, scale, outline);
       const x = columnX[c] + (columnWidths[c] - width) / 2;
       const yy = y + (rowHeights[r] - height) / 2;
       marks.push({
@@ -220,6 +231,8 @@ export function niceCeiling(value: number): number {
 }
 
 const GREY: Rgb = [217, 217, 217];
+const WHITE: Rgb = [255, 255, 255];
+const BLACK: Rgb = [0, 0, 0];
 
 /** (3) Reference / prediction / difference slices of one case through the PTV70 centre. */
 export async function doseSlicesFigure(options: {
@@ -230,6 +243,8 @@ export async function doseSlicesFigure(options: {
   centre: Shape3;
   reference: Float32Array;
   prediction: Float32Array;
+  /** PTV70 mask, drawn as an outline. */
+  ptvMask?: Uint8Array;
 }): Promise<RenderedFigure> {
   const { reference, prediction } = options;
   const difference = new Float32Array(reference.length);
@@ -246,16 +261,24 @@ export async function doseSlicesFigure(options: {
   const doseScale: ColourScale = { table: colourTable('turbo'), low: 0, high: doseTop, missing: GREY };
   const diffScale: ColourScale = { table: colourTable('redblue', true), low: -diffTop, high: diffTop, missing: GREY };
   const columns = [
-    { volume: reference, scale: doseScale },
-    { volume: prediction, scale: doseScale },
-    { volume: difference, scale: diffScale },
+    { volume: reference, scale: doseScale, outlineColour: WHITE },
+    { volume: prediction, scale: doseScale, outlineColour: WHITE },
+    { volume: difference, scale: diffScale, outlineColour: BLACK },
   ];
-  const cells = VIEWS.map((view) => columns.map(({ volume, scale }) => ({ slice: extractSlice(volume, options.shape, options.spacingMm, options.centre, view), scale })));
+  const cells = VIEWS.map((view) => {
+    const ptv = options.ptvMask && extractSlice(options.ptvMask, options.shape, options.spacingMm, options.centre, view);
+    return columns.map(({ volume, scale, outlineColour }) => ({
+      slice: extractSlice(volume, options.shape, options.spacingMm, options.centre, view),
+      scale,
+      outline: ptv ? { mask: ptv, colour: outlineColour } : undefined,
+    }));
+  });
   return renderSliceGrid({
     title: `Dose: ${options.caseId} (${options.runName}), through the PTV70 centre`,
     rowLabels: cells.map((row) => row[0].slice.label),
     columnTitles: ['Reference', 'Prediction', 'Prediction − reference'],
     cells,
+    footnote: options.ptvMask ? 'outline: PTV70 (white on dose, black on the difference)' : undefined,
     legends: [
       { scaleName: 'dose', title: 'Dose (Gy)', domain: [0, doseTop], scheme: 'turbo' },
       { scaleName: 'difference', title: 'Difference (Gy)', domain: [-diffTop, diffTop], scheme: 'redblue', reverse: true },
@@ -272,6 +295,7 @@ export async function gammaSlicesFigure(options: {
   centre: Shape3;
   gamma: Float32Array;
   criterion: string;
+  ptvMask?: Uint8Array;
 }): Promise<RenderedFigure> {
   const maxGamma = 2;
   const scale: ColourScale = { table: colourTable('blueorange'), low: 0, high: maxGamma, missing: GREY };
@@ -283,14 +307,18 @@ export async function gammaSlicesFigure(options: {
     if (value <= 1) passed++;
   }
   const rate = evaluated > 0 ? ((100 * passed) / evaluated).toFixed(1) : 'n/a';
-  const row = VIEWS.map((view) => ({ slice: extractSlice(options.gamma, options.shape, options.spacingMm, options.centre, view), scale }));
+  const row = VIEWS.map((view) => ({
+    slice: extractSlice(options.gamma, options.shape, options.spacingMm, options.centre, view),
+    scale,
+    outline: options.ptvMask ? { mask: extractSlice(options.ptvMask, options.shape, options.spacingMm, options.centre, view), colour: BLACK } : undefined,
+  }));
   return renderSliceGrid({
     title: `Gamma ${options.criterion}: ${options.caseId} (${options.runName}), pass rate ${rate}%`,
     rowLabels: [`Γ (${options.criterion})`],
     columnTitles: row.map((cell) => cell.slice.label),
     cells: [row],
     legends: [{ scaleName: 'gamma', title: 'Γ (≤ 1 passes)', domain: [0, maxGamma], scheme: 'blueorange' }],
-    footnote: 'grey: below the dose cutoff (not evaluated)',
+    footnote: `grey: below the dose cutoff (not evaluated)${options.ptvMask ? '; black outline: PTV70' : ''}`,
     panelMaxPx: 220,
   });
 }
