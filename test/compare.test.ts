@@ -73,3 +73,24 @@ describe('vmat-native compare', () => {
     expect(existsSync(join(root, 'y', 'comparison.md'))).toBe(false);
   });
 });
+
+describe('publishing several runs (what sweep and demo do after training)', () => {
+  it('writes the comparison, every run\'s figures and a report that holds the comparison table', async () => {
+    const { publishRuns } = await import('../src/report/publish.js');
+    const root = tempDir('vmat-publish-');
+    const a = await fabricateRun(root, 'demo_w0', { scale: 1.1 });
+    const b = await fabricateRun(root, 'demo_w0.1', { scale: 1.04, gradientWeight: 0.1 });
+    const published = await publishRuns([a.dir, b.dir], { comparisonDir: root, overwrite: false });
+    expect(published.comparison.rows.map((row) => row.run)).toEqual(['demo_w0', 'demo_w0.1']);
+    expect(existsSync(join(root, 'comparison.md'))).toBe(true);
+    expect(existsSync(join(root, 'comparison.png'))).toBe(true);
+    for (const dir of [a.dir, b.dir]) {
+      expect(existsSync(join(dir, 'figures', 'comparison.png'))).toBe(true);
+      expect(existsSync(join(dir, 'figures', 'dose_slices_case_0002.png'))).toBe(true);
+    }
+    const html = readFileSync(published.reports[1], 'utf8');
+    expect(html).toContain('Comparison with the other runs');
+    expect(html).toContain('demo_w0</td>');
+    await expect(publishRuns([a.dir, b.dir], { comparisonDir: root, overwrite: false })).rejects.toThrow(/already exists/);
+  });
+});

@@ -74,9 +74,9 @@ const signed = (value: number | null) => (value === null ? '–' : `${value >= 0
 const withSd = (mean: number | null, sd: number | null, digits: number) =>
   mean === null ? '–' : sd === null || !Number.isFinite(sd) ? fixed(mean, digits) : `${fixed(mean, digits)} ± ${fixed(sd, digits)}`;
 
-const HEADER = ['run', 'val MAE (Gy)', 'Δ val', 'test MAE (Gy)', 'Δ test', 'gamma 3%/3 mm (%)', 'Δ gamma', 'training time', 'best epoch', 'epochs'];
+export const COMPARISON_HEADER = ['run', 'val MAE (Gy)', 'Δ val', 'test MAE (Gy)', 'Δ test', 'gamma 3%/3 mm (%)', 'Δ gamma', 'training time', 'best epoch', 'epochs'];
 
-function cells(row: ComparisonRow): string[] {
+export function comparisonCells(row: ComparisonRow): string[] {
   return [
     row.run,
     fixed(row.valMaeGy, 3),
@@ -93,17 +93,17 @@ function cells(row: ComparisonRow): string[] {
 
 /** A plain-text table for the terminal. */
 export function comparisonText(comparison: Comparison): string {
-  const table = [HEADER, ...comparison.rows.map(cells)];
-  const widths = HEADER.map((_, c) => Math.max(...table.map((row) => row[c].length)));
+  const table = [COMPARISON_HEADER, ...comparison.rows.map(comparisonCells)];
+  const widths = COMPARISON_HEADER.map((_, c) => Math.max(...table.map((row) => row[c].length)));
   const line = (row: string[]) => row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ');
-  return [line(HEADER), widths.map((w) => '-'.repeat(w)).join('  '), ...table.slice(1).map(line), '', `Δ: change against ${comparison.baseline}; test metrics are mean ± sd over the test cases.`].join('\n');
+  return [line(COMPARISON_HEADER), widths.map((w) => '-'.repeat(w)).join('  '), ...table.slice(1).map(line), '', `Δ: change against ${comparison.baseline}; test metrics are mean ± sd over the test cases.`].join('\n');
 }
 
 export function comparisonMarkdown(comparison: Comparison): string {
-  const rows = comparison.rows.map(cells);
+  const rows = comparison.rows.map(comparisonCells);
   return [
-    `| ${HEADER.join(' | ')} |`,
-    `|${HEADER.map((_, c) => (c === 0 ? '---' : '---:')).join('|')}|`,
+    `| ${COMPARISON_HEADER.join(' | ')} |`,
+    `|${COMPARISON_HEADER.map((_, c) => (c === 0 ? '---' : '---:')).join('|')}|`,
     ...rows.map((row) => `| ${row.map((cell) => cell.replaceAll('|', '\\|')).join(' | ')} |`),
     '',
     `Δ: change against ${comparison.baseline}; test metrics are mean ± sd over the test cases.`,

@@ -5,7 +5,7 @@
  */
 import type { NamedFigure } from '../figures/index.js';
 import { VERSION } from '../version.js';
-import { formatDuration } from './compare.js';
+import { comparisonCells, COMPARISON_HEADER, formatDuration, type Comparison } from './compare.js';
 import { headlineTestMetrics, METRIC_COLUMNS, type CaseEvaluation, type RunFolder } from './run-folder.js';
 
 function escapeHtml(text: string): string {
@@ -77,10 +77,12 @@ export interface ReportInput {
   run: RunFolder;
   figures: NamedFigure[];
   skipped: string[];
+  /** The runs this one was trained alongside (sweep, demo), shown as a table with the comparison figure. */
+  comparison?: Comparison;
   generatedAt?: Date;
 }
 
-export function reportHtml({ run, figures, skipped, generatedAt = new Date() }: ReportInput): string {
+export function reportHtml({ run, figures, skipped, comparison, generatedAt = new Date() }: ReportInput): string {
   const test = headlineTestMetrics(run);
   const figure = (name: string) => figures.filter((f) => f.name === name || f.name.startsWith(`${name}_`)).map(figureHtml).join('\n');
   const cards = [
@@ -122,6 +124,11 @@ export function reportHtml({ run, figures, skipped, generatedAt = new Date() }: 
 <p class="meta">Run folder <span class="ids">${escapeHtml(run.dir)}</span>. Generated ${escapeHtml(generatedAt.toISOString())} by vmat-native ${escapeHtml(VERSION)}.</p>
 <div class="cards">${cards}</div>
 ${skipped.length ? `<p class="skipped">Not shown: ${skipped.map(escapeHtml).join('; ')}.</p>` : ''}
+
+${comparison ? `<h2 id="comparison">Comparison with the other runs</h2>
+${table(COMPARISON_HEADER, comparison.rows.map(comparisonCells))}
+<p class="meta">Δ: change against ${escapeHtml(comparison.baseline)}; test metrics are mean ± sd over the test cases.</p>
+${figure('comparison')}` : ''}
 
 <h2 id="curves">Training curves</h2>
 ${figure('training_curves')}
