@@ -7,3 +7,10 @@ export { loadCase, saveCase, checkCase, type CaseData, type CaseProblem, type Lo
 export { readNpz, writeNpz, listNpz } from './data/npz.js';
 export { parseNpy, encodeNpy, type NpyArray, type WritableNpyArray } from './data/npy.js';
 export { CANONICAL_STRUCTURES, mapStructures, structureKey } from './data/structures.js';
+export { splitDataset, splitIndices, listCaseFiles, type DatasetSplit, type SplitOptions } from './data/split.js';
+export { MT19937 } from './data/mt19937.js';
+export { buildModelInput, normaliseCt, type ModelInput } from './data/inputs.js';
+export { signedDistanceMaps, deriveBodyMask } from './data/sdf.js';
+export { validateDataset, type ValidationReport } from './data/validate.js';
+export { doseMetrics, dvhCurve, type DoseMetrics, type DvhCurve } from './metrics/dvh.js';
+export { modelSummary, saveInitialWeights, readCheckpointMetadata, parseModelConfig, type ModelConfig, type ModelSummary, type LayerSummary, type CheckpointMetadata } from './model.js';

@@ -29,13 +29,13 @@ int64_t uniform_int(std::mt19937_64& rng, int64_t lo, int64_t hi) {  // inclusiv
 
 }  // namespace
 
-SamplingCase prepare_sampling_case(const TrainingCase& source, int64_t patch, double hot_threshold) {
+SamplingCase prepare_sampling_case(const TrainingCase& source, int64_t patch, double hot_threshold, double normalisation_dose_gy) {
   require(source.input.dim() == 4 && source.dose.dim() == 3, "case " + source.id + ": input must be [C,Z,Y,X] and dose [Z,Y,X]");
   SamplingCase prepared;
   prepared.input = pad_model_input(source.input.to(torch::kFloat), patch).contiguous();
   const int64_t z = prepared.input.size(1), y = prepared.input.size(2), x = prepared.input.size(3);
   prepared.dose = torch::zeros({z, y, x}, torch::kFloat);
-  prepared.dose.slice(0, 0, source.dose.size(0)).slice(1, 0, source.dose.size(1)).slice(2, 0, source.dose.size(2)).copy_(source.dose);
+  prepared.dose.slice(0, 0, source.dose.size(0)).slice(1, 0, source.dose.size(1)).slice(2, 0, source.dose.size(2)).copy_(source.dose.to(torch::kFloat) / normalisation_dose_gy);
   prepared.constraints = source.constraints.to(torch::kFloat).contiguous();
   const float* dose = prepared.dose.data_ptr<float>();
   const int64_t count = prepared.dose.numel();

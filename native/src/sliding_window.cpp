@@ -105,7 +105,7 @@ at::Tensor sliding_window_normalised(const at::Tensor& input, const WindowNetwor
       windows.push_back(volume.slice(1, c.z, c.z + p).slice(2, c.y, c.y + p).slice(3, c.x, c.x + p));
     }
     at::Tensor predicted;
-    with_autocast(options.bf16, options.device, at::kBFloat16, [&] { predicted = network(torch::stack(windows)); });
+    with_autocast(options.autocast, options.device, options.autocast_dtype, [&] { predicted = network(torch::stack(windows)); });
     predicted = predicted.to(torch::kFloat);
     require(predicted.dim() == 5 && predicted.size(0) == static_cast<int64_t>(windows.size()) && predicted.size(1) == 1,
             "sliding window: the network must return [N, 1, p, p, p]");

@@ -92,7 +92,7 @@ vmat::SamplingCase ramp_case(int64_t z, int64_t y, int64_t x, int64_t channels) 
   source.input = torch::arange(channels * z * y * x, torch::kFloat).view({channels, z, y, x});
   source.dose = torch::rand({z, y, x});
   source.constraints = torch::arange(13, torch::kFloat);
-  return vmat::prepare_sampling_case(source, 16, 0.1);
+  return vmat::prepare_sampling_case(source, 16, 0.1, 1.0);
 }
 
 TEST(PatchSampler, CutWithoutAugmentationIsASlice) {
@@ -145,7 +145,7 @@ TEST(PatchSampler, SmallCaseIsPaddedCtAirSdfOneDoseZero) {
   source.input = torch::full({2, 8, 16, 16}, 0.5f);
   source.dose = torch::full({8, 16, 16}, 0.9f);
   source.constraints = torch::zeros({13});
-  const auto prepared = vmat::prepare_sampling_case(source, 16, 0.1);
+  const auto prepared = vmat::prepare_sampling_case(source, 16, 0.1, 1.0);
   ASSERT_EQ(prepared.input.sizes(), (std::vector<int64_t>{2, 16, 16, 16}));
   EXPECT_FLOAT_EQ(prepared.input[0][12][3][3].item<float>(), vmat::kAirCtValue);
   EXPECT_FLOAT_EQ(prepared.input[1][12][3][3].item<float>(), 1.0f);
@@ -159,7 +159,7 @@ TEST(PatchSampler, HotCentresHitHighDoseAndStayInside) {
   source.dose = torch::zeros({64, 64, 64});
   source.dose[50][10][60] = 1.0f;
   source.constraints = torch::zeros({13});
-  std::vector<vmat::SamplingCase> cases{vmat::prepare_sampling_case(source, 16, 0.1)};
+  std::vector<vmat::SamplingCase> cases{vmat::prepare_sampling_case(source, 16, 0.1, 1.0)};
   vmat::PatchSamplerOptions options;
   options.patch = 16;
   options.patches_per_volume = 1;

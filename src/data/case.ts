@@ -296,7 +296,7 @@ function readPredecessor(checker: Checker, options: LoadCaseOptions): CaseData |
   const storedKey = metadata.voxel_spacing_mm !== undefined ? 'metadata.voxel_spacing_mm' : 'metadata.target_spacing_mm';
   let spacing: [number, number, number] | undefined;
   if (stored === undefined || stored === null) {
-    spacing = checker.spacing('metadata', undefined, options.spacingMm, 'metadata.voxel_spacing_mm or metadata.target_spacing_mm (y,x,z)');
+    spacing = checker.spacing('metadata.voxel_spacing_mm', undefined, options.spacingMm, 'the voxel spacing (y,x,z) in metadata.voxel_spacing_mm or metadata.target_spacing_mm');
   } else if (!Array.isArray(stored) || stored.length !== 3) {
     checker.report(storedKey, 'is not a voxel spacing', '3 positive values (y,x,z) in mm', JSON.stringify(stored));
   } else {

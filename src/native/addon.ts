@@ -44,6 +44,18 @@ export interface NativeRuntimeInfo {
   devices: { index: number; name: string; totalMemoryBytes: number; computeCapability: string }[];
 }
 
+/** One parameter tensor of the network (binding/model.cc). */
+export interface NativeLayerSummary {
+  name: string;
+  shape: number[];
+  parameters: number;
+}
+
+export interface NativeModelSummary {
+  parameters: number;
+  layers: NativeLayerSummary[];
+}
+
 export interface NativeAddon {
   addonVersion: string;
   CancelToken: new () => NativeCancelToken;
@@ -60,4 +72,65 @@ export interface NativeAddon {
       options: NativeCallOptions,
     ): Promise<{ sum: number; stepsDone: number; cancelled: boolean }>;
   };
+  /** binding/data.cc: case-data kernels (signed distance maps, body mask). */
+  data: {
+    signedDistanceMaps(
+      masks: Uint8Array,
+      shape: number[],
+      spacingMm: number[],
+      options: NativeCallOptions & { clipMm?: number },
+    ): Promise<NativeTensor<Float32Array>>;
+    deriveBodyMask(ct: Int16Array | Float32Array, shape: number[], options: NativeCallOptions): Promise<NativeTensor<Uint8Array>>;
+  };
+  /** BaselineUNet3D parameter table; throws VMAT_INVALID_INPUT for bad widths. */
+  modelSummary(inChannels: number, baseChannels: number): NativeModelSummary;
+  /** Seeds libtorch, builds the network with PyTorch's default init and writes it as a checkpoint (overwrites). */
+  saveInitialWeights(
+    path: string,
+    inChannels: number,
+    baseChannels: number,
+    seed: number,
+    options: NativeCallOptions,
+  ): Promise<{ path: string; parameters: number; config: string }>;
+  /** The `__metadata__` map of a safetensors file (reads the header only). */
+  readCheckpointMetadata(path: string): Record<string, string>;
 }
+
+/** One case for the training engine (binding/train.cc); the arrays are viewed, not copied. */
+export interface NativeTrainCase {
+  id: string;
+  /** [C, Z, Y, X]: normalised CT + SDF channels */
+  input: Float32Array;
+  shape: [number, number, number, number];
+  /** Gy */
+  dose: Float32Array;
+  body?: Uint8Array;
+  ptv70?: Uint8Array;
+  constraints: Float32Array;
+}
+
+export interface NativeTrainAddon {
+  trainModel(
+    cases: { train: NativeTrainCase[]; val: NativeTrainCase[] },
+    settings: Record<string, unknown>,
+    options: NativeCallOptions,
+  ): Promise<{
+    stopReason: 'max_epochs' | 'early_stop' | 'aborted';
+    epochsRun: number;
+    bestEpoch: number;
+    bestValMaeGy: number | null;
+    bestCheckpoint: string | null;
+    parameters: number;
+  }>;
+  /** Sliding-window dose (Gy) [Z, Y, X] of a model input [C, Z, Y, X] with a checkpoint. */
+  predictDose(
+    checkpoint: string,
+    input: Float32Array,
+    shape: [number, number, number, number],
+    constraints: Float32Array,
+    settings: { patchSize?: number; overlap?: number; swBatch?: number; device?: string; normalisationDoseGy?: number },
+    options: NativeCallOptions,
+  ): Promise<NativeTensor<Float32Array>>;
+}
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface NativeAddon extends NativeTrainAddon {}

@@ -20,7 +20,7 @@ namespace vmat {
 struct TrainingCase {
   std::string id;
   at::Tensor input;        // [C, Z, Y, X] float32: normalised CT + SDF channels
-  at::Tensor dose;         // [Z, Y, X] float32, dose / normalisation dose
+  at::Tensor dose;         // [Z, Y, X] float32, Gy
   at::Tensor constraints;  // [13] float32
   at::Tensor body;         // [Z, Y, X] uint8 (validation metrics)
   at::Tensor ptv70;        // [Z, Y, X] uint8, undefined when the case has no PTV70 (validation metrics)
@@ -29,7 +29,7 @@ struct TrainingCase {
 // A case ready for sampling: padded up to the patch size, with the voxels above the dose threshold listed.
 struct SamplingCase {
   at::Tensor input;                 // [C, Z', Y', X'] contiguous float32, Z' >= patch ...
-  at::Tensor dose;                  // [Z', Y', X'] contiguous float32
+  at::Tensor dose;                  // [Z', Y', X'] contiguous float32, dose / normalisation dose
   at::Tensor constraints;           // [13]
   std::vector<int32_t> hot_voxels;  // flat indices with dose > hot_threshold
 };
@@ -64,7 +64,8 @@ struct PatchPlan {
   bool flip_x = false;
 };
 
-SamplingCase prepare_sampling_case(const TrainingCase& source, int64_t patch, double hot_threshold);
+// hot_threshold is a fraction of the normalisation dose.
+SamplingCase prepare_sampling_case(const TrainingCase& source, int64_t patch, double hot_threshold, double normalisation_dose_gy);
 
 // The plan of patch `index` of `epoch` (pure function of the seed, the epoch and the index).
 PatchPlan plan_patch(const std::vector<SamplingCase>& cases, const PatchSamplerOptions& options, int64_t epoch, int64_t index);

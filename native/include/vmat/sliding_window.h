@@ -18,7 +18,8 @@ struct SlidingWindowOptions {
   double overlap = 0.5;
   int64_t batch = 1;              // windows per network call
   torch::Device device = torch::kCPU;
-  bool bf16 = false;              // autocast the network to bfloat16 (CUDA)
+  bool autocast = false;          // mixed precision for the network (CUDA only)
+  at::ScalarType autocast_dtype = at::kBFloat16;
   std::function<bool()> cancelled; // polled between batches; a cancelled call throws ErrorCode::Cancelled
 };
 
@@ -44,7 +45,7 @@ at::Tensor sliding_window_normalised(const at::Tensor& input, const WindowNetwor
 at::Tensor sliding_window_dose(const at::Tensor& input, const WindowNetwork& network, const SlidingWindowOptions& options,
                                double normalisation_dose_gy);
 
-// Runs `fn` with bf16 autocast enabled on CUDA when `enabled` (the API differs between libtorch 1.x and 2.x).
+// Runs `fn` with autocast to `dtype` on CUDA when `enabled` (the API differs between libtorch 1.x and 2.x).
 void with_autocast(bool enabled, torch::Device device, at::ScalarType dtype, const std::function<void()>& fn);
 
 }  // namespace vmat

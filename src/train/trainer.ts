@@ -1,0 +1,388 @@
+/**
+ * `fit()`: the run folder (spec/training.md), the split, the cases loaded into memory, and the native training
+ * engine (native/src/trainer.cpp) running off the event loop with its events written to log.jsonl and metrics.csv.
+ */
+import { existsSync } from 'node:fs';
+import { appendFile, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import os from 'node:os';
+import { join, resolve } from 'node:path';
+
+import { parseTrainConfig, type TrainConfig, type TrainConfigInput } from '../config/schema.js';
+import { loadCase, type CaseData } from '../data/case.js';
+import { buildModelInput } from '../data/inputs.js';
+import { splitDataset, type DatasetSplit } from '../data/split.js';
+import { mapStructures, structureKey } from '../data/structures.js';
+import { invalidInput, VmatError } from '../errors.js';
+import { callNative } from '../native/call.js';
+import { loadNative } from '../native/loader.js';
+import { runtimeReport } from '../runtime.js';
+import { VERSION } from '../version.js';
+
+export type StopReason = 'max_epochs' | 'early_stop' | 'aborted';
+
+export interface StartEvent {
+  type: 'start';
+  parameters: number;
+  device: string;
+  precision: string;
+  stepsPerEpoch: number;
+  trainCases: number;
+  valCases: number;
+  startEpoch: number;
+  startStep: number;
+}
+export interface StepEvent {
+  type: 'step';
+  epoch: number;
+  epochs: number;
+  step: number;
+  steps: number;
+  loss: number;
+  lr: number;
+  voxelsPerSecond: number;
+  etaSeconds: number;
+}
+export interface EpochEvent {
+  type: 'epoch';
+  epoch: number;
+  epochs: number;
+  lr: number;
+  trainLoss: number;
+  trainMse: number;
+  trainGrad: number;
+  trainNeg: number;
+  valLoss: number;
+  valMaeGy: number;
+  valMaePtv70Gy: number | null;
+  epochSeconds: number;
+  voxelsPerSecond: number;
+  improved: boolean;
+  bestEpoch: number;
+  bestValMaeGy: number;
+}
+export interface CheckpointEvent {
+  type: 'checkpoint';
+  kind: 'best' | 'last';
+  path: string;
+  epoch: number;
+  valMaeGy?: number;
+  step?: number;
+}
+/** Loading progress (before the native engine starts). */
+export interface LoadEvent {
+  type: 'load';
+  case: string;
+  index: number;
+  of: number;
+  warnings: string[];
+}
+export type TrainEvent = LoadEvent | StartEvent | StepEvent | EpochEvent | CheckpointEvent;
+
+export interface FitOptions {
+  onProgress?: (event: TrainEvent) => void;
+  signal?: AbortSignal;
+  /** Continue the run folder from checkpoints/last (its training_config.json and split are reused). */
+  resume?: boolean;
+  /** Replace an existing run folder. */
+  overwrite?: boolean;
+}
+
+export interface FitResult {
+  runDir: string;
+  bestCheckpoint: string | null;
+  bestEpoch: number;
+  bestValMaeGy: number | null;
+  epochsRun: number;
+  stopReason: StopReason;
+  seconds: number;
+}
+
+export const METRICS_COLUMNS = [
+  'epoch',
+  'lr',
+  'train_loss',
+  'train_mse',
+  'train_grad',
+  'train_neg',
+  'val_loss',
+  'val_mae_gy',
+  'val_mae_ptv70_gy',
+  'epoch_seconds',
+  'voxels_per_second',
+] as const;
+
+interface NativeTrainCase {
+  id: string;
+  input: Float32Array;
+  shape: [number, number, number, number];
+  dose: Float32Array;
+  body: Uint8Array;
+  ptv70?: Uint8Array;
+  constraints: Float32Array;
+}
+
+const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
+
+async function writeAtomic(path: string, text: string): Promise<void> {
+  const temporary = `${path}.tmp-${process.pid}`;
+  await writeFile(temporary, text);
+  await rename(temporary, path);
+}
+
+/** The git commit (and dirty flag) of the folder, where it is a git work tree. */
+function gitState(dir: string): { commit: string; dirty: boolean } | null {
+  try {
+    const run = (args: string[]) => execFileSync('git', ['-C', dir, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).trim();
+    const commit = run(['rev-parse', 'HEAD']);
+    return { commit, dirty: run(['status', '--porcelain', '--untracked-files=no']).length > 0 };
+  } catch {
+    return null;
+  }
+}
+
+export class Trainer {
+  /** Trains one run; resolves when it stops (max epochs, early stop, abort). */
+  async fit(config: TrainConfigInput, options: FitOptions = {}): Promise<FitResult> {
+    const started = Date.now();
+    const given = parseTrainConfig(config);
+    const runDir = resolve(given.logDir, given.expName);
+    const settings = await this.prepareRunFolder(runDir, given, config, options);
+    const split = await this.resolveSplit(runDir, settings, options.resume === true);
+    const emit = this.eventSink(runDir, options.onProgress);
+
+    const load = async (ids: string[], files: string[]) => {
+      const cases: NativeTrainCase[] = [];
+      for (let i = 0; i < files.length; i++) {
+        if (options.signal?.aborted) break;
+        const item = await this.loadTrainingCase(join(settings.dataDir, files[i]!), settings, options.signal);
+        await emit({ type: 'load', case: ids[i]!, index: i + 1, of: files.length, warnings: item.warnings });
+        cases.push(item.case);
+      }
+      return cases;
+    };
+    const train = await load(split.train, split.files.train);
+    const val = await load(split.val, split.files.val);
+
+    const femur = (name: string) => settings.structures.findIndex((s) => structureKey(s) === structureKey(name));
+    const [left, right] = [femur('Femur_L'), femur('Femur_R')];
+    const swap = left >= 0 && right >= 0;
+    let summary: FitResult;
+    try {
+      const result = options.signal?.aborted
+        ? this.abortedBeforeStart()
+        : await callNative<NativeFitResult, TrainEvent>(
+            (native) =>
+              loadNative().trainModel(
+                { train, val },
+                {
+                  ...settings,
+                  femurLeftChannel: swap ? 1 + left : -1,
+                  femurRightChannel: swap ? 1 + right : -1,
+                  checkpointDir: join(runDir, 'checkpoints'),
+                  resume: options.resume === true,
+                  checkpointMetadata: this.checkpointMetadata(settings),
+                },
+                native,
+              ),
+            { onProgress: (event) => void emit(event), signal: options.signal, threads: settings.threads || undefined },
+          );
+      await emit.flush();
+      summary = {
+        runDir,
+        bestCheckpoint: result.bestCheckpoint,
+        bestEpoch: result.bestEpoch,
+        bestValMaeGy: result.bestValMaeGy,
+        epochsRun: result.epochsRun,
+        stopReason: result.stopReason,
+        seconds: (Date.now() - started) / 1000,
+      };
+    } catch (error) {
+      await emit.flush();
+      if (error instanceof VmatError && (error.code === 'VMAT_NOT_FINITE' || error.code === 'VMAT_OUT_OF_MEMORY')) {
+        await writeAtomic(
+          join(runDir, 'training_summary.json'),
+          json({ stopReason: error.code === 'VMAT_NOT_FINITE' ? 'not_finite' : 'out_of_memory', error: error.message, seconds: (Date.now() - started) / 1000 }),
+        );
+      }
+      throw error;
+    }
+    await writeAtomic(join(runDir, 'training_summary.json'), json({ ...summary, finishedAt: new Date().toISOString() }));
+    return summary;
+  }
+
+  /** Loads one case for training or validation: the model input, the dose, body and PTV70 masks, the constraints. */
+  protected async loadTrainingCase(path: string, settings: TrainConfig, signal?: AbortSignal): Promise<{ case: NativeTrainCase; warnings: string[] }> {
+    const data: CaseData = await loadCase(path);
+    if (!data.dose) throw invalidInput(`${path} has no dose: training and validation cases need one`);
+    const { input, body, warnings } = await buildModelInput(data, settings.structures, { signal, threads: settings.threads || undefined });
+    const [z, y, x] = data.shape;
+    const voxels = z * y * x;
+    const ptvIndex = mapStructures(data.structures, ['PTV70']).indices[0]!;
+    return {
+      case: {
+        id: data.caseId,
+        input,
+        shape: [1 + settings.structures.length, z, y, x],
+        dose: data.dose,
+        body,
+        ptv70: ptvIndex >= 0 ? data.masks.subarray(ptvIndex * voxels, (ptvIndex + 1) * voxels) : undefined,
+        constraints: data.constraints,
+      },
+      warnings,
+    };
+  }
+
+  /** What every checkpoint of the run carries besides the model config, so that `predict` needs nothing else. */
+  protected checkpointMetadata(settings: TrainConfig): Record<string, string> {
+    return {
+      structures: JSON.stringify(settings.structures),
+      normalisation_dose_gy: String(settings.normalisationDoseGy),
+      patch_size: String(settings.patchSize),
+      exp_name: settings.expName,
+      vmat_native_version: VERSION,
+    };
+  }
+
+  /** Aborted while the cases were loading: the native engine never started, nothing was trained. */
+  private abortedBeforeStart(): NativeFitResult {
+    return { stopReason: 'aborted', epochsRun: 0, bestEpoch: 0, bestValMaeGy: null, bestCheckpoint: null, parameters: 0 };
+  }
+
+  /** Creates (or checks, on resume) the run folder and returns the settings of the run. */
+  private async prepareRunFolder(runDir: string, given: TrainConfig, input: TrainConfigInput, options: FitOptions): Promise<TrainConfig> {
+    const exists = existsSync(runDir);
+    if (options.resume && options.overwrite) throw invalidInput('--resume and --overwrite exclude each other: continue the run or replace it');
+    if (options.resume) {
+      const configPath = join(runDir, 'training_config.json');
+      if (!existsSync(configPath)) throw invalidInput(`cannot resume ${runDir}: it has no training_config.json (start it without --resume)`);
+      const saved = JSON.parse(await readFile(configPath, 'utf8')) as { settings: Record<string, unknown> };
+      // The saved settings, with the fields the caller gave explicitly on top (e.g. more epochs, another device).
+      const explicit = Object.fromEntries(Object.entries(input).filter(([, value]) => value !== undefined));
+      const settings = parseTrainConfig({ ...saved.settings, ...explicit, inChannels: undefined });
+      await this.writeConfig(runDir, settings, null);
+      return settings;
+    }
+    if (exists) {
+      if (!options.overwrite) {
+        throw invalidInput(`the run folder ${runDir} already exists: pass --resume to continue it or --overwrite to replace it (or choose another --exp-name)`);
+      }
+      const entries = await readdir(runDir);
+      if (entries.length > 0 && !entries.includes('training_config.json')) {
+        throw invalidInput(`${runDir} exists and is not a run folder (no training_config.json): it is not replaced; choose another --exp-name or --log-dir`);
+      }
+      await rm(runDir, { recursive: true, force: true });
+    }
+    await mkdir(join(runDir, 'checkpoints'), { recursive: true });
+    await writeFile(join(runDir, 'metrics.csv'), `${METRICS_COLUMNS.join(',')}\n`);
+    await this.writeConfig(runDir, given, null);
+    await writeAtomic(join(runDir, 'environment.json'), json(this.environment(given)));
+    return given;
+  }
+
+  private async writeConfig(runDir: string, settings: TrainConfig, extra: Record<string, unknown> | null): Promise<void> {
+    const path = join(runDir, 'training_config.json');
+    let previous: Record<string, unknown> = {};
+    if (existsSync(path)) previous = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+    const { settings: _old, ...rest } = previous;
+    await writeAtomic(path, json({ ...rest, ...extra, settings, dataDir: resolve(settings.dataDir) }));
+  }
+
+  private environment(settings: TrainConfig): Record<string, unknown> {
+    const runtime = runtimeReport();
+    return {
+      startedAt: new Date().toISOString(),
+      vmatNativeVersion: VERSION,
+      libtorch: runtime.libtorchVersion,
+      cuda: runtime.cuda.version,
+      cudaAvailable: runtime.cuda.available,
+      cudnn: runtime.cudnn.version,
+      device: settings.device,
+      deviceName:
+        settings.device === 'cpu' || runtime.devices.length === 0
+          ? `CPU (${os.cpus()[0]?.model ?? 'unknown'})`
+          : runtime.devices[Number(settings.device.split(':')[1] ?? 0)]?.name ?? runtime.devices[0]!.name,
+      threads: settings.threads || runtime.threads.libtorch,
+      cpuCores: runtime.threads.cpuCores,
+      os: runtime.platform,
+      node: runtime.node,
+      addonPath: runtime.addonPath,
+      dataGit: gitState(resolve(settings.dataDir)),
+      codeGit: gitState(resolve(import.meta.dirname, '..', '..')),
+    };
+  }
+
+  /** The split: computed and written on a fresh run, read back on resume (so the test cases never change). */
+  private async resolveSplit(runDir: string, settings: TrainConfig, resume: boolean): Promise<DatasetSplit> {
+    const path = join(runDir, 'split.json');
+    if (resume && existsSync(path)) return JSON.parse(await readFile(path, 'utf8')) as DatasetSplit;
+    const split = await splitDataset(settings.dataDir, { valSplit: settings.valSplit, testSplit: settings.testSplit, seed: settings.seed });
+    await writeAtomic(path, json(split));
+    await writeAtomic(join(runDir, 'test_cases.json'), json({ test_cases: split.test, test_files: split.files.test, seed: split.seed }));
+    await this.writeConfig(runDir, settings, {
+      splitSizes: { train: split.train.length, val: split.val.length, test: split.test.length },
+    });
+    return split;
+  }
+
+  /** Writes every event to log.jsonl (and epochs to metrics.csv) in order, then hands it to the caller. */
+  private eventSink(runDir: string, onProgress?: (event: TrainEvent) => void) {
+    let chain: Promise<void> = Promise.resolve();
+    let failure: unknown;
+    const write = async (event: TrainEvent) => {
+      await appendFile(join(runDir, 'log.jsonl'), `${JSON.stringify(event)}\n`);
+      if (event.type === 'start') {
+        await this.writeConfig(runDir, (await this.readSettings(runDir))!, { parameters: event.parameters, device: event.device, precision: event.precision });
+        await this.truncateMetrics(runDir, event.startEpoch);
+      }
+      if (event.type === 'epoch') {
+        const row = [
+          event.epoch,
+          event.lr,
+          event.trainLoss,
+          event.trainMse,
+          event.trainGrad,
+          event.trainNeg,
+          event.valLoss,
+          event.valMaeGy,
+          event.valMaePtv70Gy ?? '',
+          event.epochSeconds,
+          event.voxelsPerSecond,
+        ];
+        await appendFile(join(runDir, 'metrics.csv'), `${row.join(',')}\n`);
+      }
+    };
+    const sink = (event: TrainEvent) => {
+      chain = chain.then(() => write(event)).catch((error) => void (failure ??= error));
+      onProgress?.(event);
+      return chain;
+    };
+    sink.flush = async () => {
+      await chain;
+      if (failure) throw failure;
+    };
+    return sink;
+  }
+
+  private async readSettings(runDir: string): Promise<TrainConfig | undefined> {
+    const saved = JSON.parse(await readFile(join(runDir, 'training_config.json'), 'utf8')) as { settings?: TrainConfig };
+    return saved.settings;
+  }
+
+  /** On resume, rows of epochs that the checkpoint does not include are dropped (they are computed again). */
+  private async truncateMetrics(runDir: string, firstEpochToRun: number): Promise<void> {
+    const path = join(runDir, 'metrics.csv');
+    const lines = (await readFile(path, 'utf8')).split('\n').filter((line) => line.length > 0);
+    const kept = [lines[0], ...lines.slice(1).filter((line) => Number(line.split(',')[0]) < firstEpochToRun)];
+    await writeAtomic(path, `${kept.join('\n')}\n`);
+  }
+}
+
+interface NativeFitResult {
+  stopReason: StopReason;
+  epochsRun: number;
+  bestEpoch: number;
+  bestValMaeGy: number | null;
+  bestCheckpoint: string | null;
+  parameters: number;
+}
