@@ -14,3 +14,6 @@ export { signedDistanceMaps, deriveBodyMask } from './data/sdf.js';
 export { validateDataset, type ValidationReport } from './data/validate.js';
 export { doseMetrics, dvhCurve, type DoseMetrics, type DvhCurve } from './metrics/dvh.js';
 export { modelSummary, saveInitialWeights, readCheckpointMetadata, parseModelConfig, type ModelConfig, type ModelSummary, type LayerSummary, type CheckpointMetadata } from './model.js';
+export { Trainer, type FitOptions, type FitResult, type TrainEvent, type StopReason } from './train/trainer.js';
+export { parseTrainConfig, trainConfigSchema, TRAIN_FIELDS, type TrainConfig, type TrainConfigInput } from './config/schema.js';
+export { predictCase, predictFiles, checkpointModel, constraintSlot, CONSTRAINT_SLOTS, type PredictOptions } from './predict/predict.js';

@@ -1,0 +1,135 @@
+import { readFile } from 'node:fs/promises';
+
+import cliProgress from 'cli-progress';
+import type { Command } from 'commander';
+
+import { TRAIN_FIELDS, flagOf, parseFlagValue, type TrainField } from '../../config/schema.js';
+import { invalidInput } from '../../errors.js';
+import { Trainer, type TrainEvent } from '../../train/trainer.js';
+import { note, printJson } from '../output.js';
+
+function placeholder(field: TrainField): string {
+  const kind = TRAIN_FIELDS[field].kind;
+  if (kind === 'boolean') return ' [bool]';
+  if (kind === 'list') return ' <names>';
+  if (kind === 'numberPair') return ' <b1,b2>';
+  if (kind === 'string') return ' <value>';
+  return ' <n>';
+}
+
+function defaultText(field: TrainField): string {
+  const parsed = TRAIN_FIELDS[field].schema.safeParse(undefined);
+  if (!parsed.success || parsed.data === undefined) return '';
+  const value = parsed.data as unknown;
+  return ` (default: ${Array.isArray(value) ? value.join(',') : String(value)})`;
+}
+
+async function readConfigFile(path: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    throw invalidInput(`cannot read the config file ${path}`);
+  }
+  try {
+    const value = JSON.parse(text) as unknown;
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not an object');
+    return value as Record<string, unknown>;
+  } catch {
+    throw invalidInput(`the config file ${path} is not a JSON object of settings (the fields of fit(), e.g. {"epochs": 100})`);
+  }
+}
+
+const format = (value: number | null | undefined, digits: number) => (value === null || value === undefined ? '-' : value.toFixed(digits));
+
+/** A progress bar per epoch on a TTY, one line per epoch otherwise (stderr; stdout keeps the result). */
+function progressPrinter(tty: boolean) {
+  let bar: cliProgress.SingleBar | undefined;
+  return {
+    onEvent(event: TrainEvent) {
+      if (event.type === 'load') {
+        for (const warning of event.warnings) note(`warning: ${event.case}: ${warning}`);
+      } else if (event.type === 'start') {
+        note(`training on ${event.device} (${event.precision}), ${event.parameters.toLocaleString('en-US')} parameters, ${event.trainCases} training and ${event.valCases} validation cases, ${event.stepsPerEpoch} steps per epoch${event.startEpoch > 1 || event.startStep > 0 ? `, resuming at epoch ${event.startEpoch} step ${event.startStep + 1}` : ''}`);
+      } else if (event.type === 'step' && tty) {
+        if (!bar) {
+          bar = new cliProgress.SingleBar(
+            { format: 'epoch {epoch} |{bar}| {value}/{total} loss {loss} {vps} vox/s ETA {eta_formatted}', stream: process.stderr, hideCursor: true, etaBuffer: 20 },
+            cliProgress.Presets.shades_classic,
+          );
+          bar.start(event.steps, event.step - 1, { epoch: `${event.epoch}/${event.epochs}`, loss: '-', vps: '-' });
+        }
+        bar.update(event.step, { epoch: `${event.epoch}/${event.epochs}`, loss: event.loss.toFixed(4), vps: Math.round(event.voxelsPerSecond).toLocaleString('en-US') });
+      } else if (event.type === 'epoch') {
+        bar?.stop();
+        bar = undefined;
+        note(
+          `epoch ${event.epoch}/${event.epochs}  lr ${event.lr.toExponential(2)}  train_loss ${format(event.trainLoss, 4)}  val_loss ${format(event.valLoss, 4)}  ` +
+            `val_mae ${format(event.valMaeGy, 3)} Gy  ptv70 ${format(event.valMaePtv70Gy, 3)} Gy  ${format(event.epochSeconds, 1)} s${event.improved ? '  (best)' : ''}`,
+        );
+      }
+    },
+    stop() {
+      bar?.stop();
+    },
+  };
+}
+
+export function register(program: Command): void {
+  const command = program
+    .command('train')
+    .description('train the dose model on a folder of case files (spec/training.md); every setting is a flag')
+    .option('--config <file>', 'JSON file of settings (the fields of fit()); flags override it')
+    .option('--resume', 'continue the run folder from checkpoints/last (same split, optimizer and RNG state)')
+    .option('--overwrite', 'replace an existing run folder')
+    .option('--json', 'print the result as one JSON document');
+  for (const [field, spec] of Object.entries(TRAIN_FIELDS) as [TrainField, (typeof TRAIN_FIELDS)[TrainField]][]) {
+    command.option(`${flagOf(field)}${placeholder(field)}`, `${spec.help}${defaultText(field)}`);
+  }
+  command.action(async (flags: Record<string, unknown>) => {
+    const fromFile = typeof flags.config === 'string' ? await readConfigFile(flags.config) : {};
+    const fromFlags: Record<string, unknown> = {};
+    for (const field of Object.keys(TRAIN_FIELDS) as TrainField[]) {
+      const raw = flags[field];
+      if (raw === undefined) continue;
+      fromFlags[field] = raw === true ? true : parseFlagValue(field, String(raw));
+    }
+    const config = { ...fromFile, ...fromFlags } as Parameters<Trainer['fit']>[0];
+
+    const controller = new AbortController();
+    let interrupts = 0;
+    const onSigint = () => {
+      interrupts += 1;
+      if (interrupts > 1) {
+        note('interrupted again: exiting now without saving');
+        process.exit(130);
+      }
+      note('\nstopping after this step and saving checkpoints/last (Ctrl-C again to exit now)');
+      controller.abort();
+    };
+    process.on('SIGINT', onSigint);
+    const printer = progressPrinter(Boolean(process.stderr.isTTY) && !flags.json);
+    try {
+      const result = await new Trainer().fit(config, {
+        signal: controller.signal,
+        resume: flags.resume === true,
+        overwrite: flags.overwrite === true,
+        onProgress: (event) => printer.onEvent(event),
+      });
+      printer.stop();
+      if (flags.json) {
+        printJson(result);
+        return;
+      }
+      process.stdout.write(
+        `${result.stopReason === 'aborted' ? 'stopped (aborted)' : result.stopReason === 'early_stop' ? 'stopped early' : 'done'} after ${result.epochsRun} epoch${result.epochsRun === 1 ? '' : 's'} in ${result.seconds.toFixed(1)} s\n` +
+          `best epoch   ${result.bestEpoch || '-'}  (val MAE ${format(result.bestValMaeGy, 3)} Gy)\n` +
+          `checkpoint   ${result.bestCheckpoint ?? '-'}\n` +
+          `run folder   ${result.runDir}\n`,
+      );
+    } finally {
+      printer.stop();
+      process.off('SIGINT', onSigint);
+    }
+  });
+}

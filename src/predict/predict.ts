@@ -1,0 +1,180 @@
+/**
+ * Prediction (spec/training.md "Prediction"): a checkpoint's network over whole volumes by sliding window, natively
+ * and off the event loop. The model settings (channels, structures, normalisation dose) come from the checkpoint.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+
+import { loadCase, saveCase, type CaseData } from '../data/case.js';
+import { buildModelInput } from '../data/inputs.js';
+import { listCaseFiles } from '../data/split.js';
+import { CANONICAL_STRUCTURES } from '../data/structures.js';
+import { invalidInput, VmatError } from '../errors.js';
+import { readCheckpointMetadata } from '../model.js';
+import { callNative } from '../native/call.js';
+import { loadNative } from '../native/loader.js';
+
+/** The 13 constraint slots of data.md, by name (`--constraint rectum_v70=0.15`). */
+export const CONSTRAINT_SLOTS = [
+  'ptv70_rx',
+  'ptv56_rx',
+  'ptv50_4_rx',
+  'rectum_v50',
+  'rectum_v60',
+  'rectum_v70',
+  'rectum_dmax',
+  'bladder_v65',
+  'bladder_v70',
+  'bladder_v75',
+  'femoral_heads_v50',
+  'bowel_v45_cc',
+  'bowel_dose_level',
+] as const;
+
+export interface PredictOptions {
+  /** Sliding-window patch edge (a multiple of 16); 128 by default. */
+  patchSize?: number;
+  overlap?: number;
+  /** Windows per network call. */
+  swBatch?: number;
+  device?: string;
+  /** Overrides of constraint slots by name (rectum_v70) or index ("5"). */
+  constraints?: Record<string, number>;
+  threads?: number;
+  signal?: AbortSignal;
+}
+
+export interface CheckpointModel {
+  inChannels: number;
+  baseChannels: number;
+  structures: string[];
+  normalisationDoseGy: number;
+}
+
+/** The slot index of a name (rectum_v70, Rectum-V70) or an index 0–12. */
+export function constraintSlot(name: string): number {
+  const key = name.toLowerCase().replace(/[\s.-]/g, '_');
+  if (/^\d+$/.test(key)) {
+    const index = Number(key);
+    if (index <= 12) return index;
+  }
+  const index = (CONSTRAINT_SLOTS as readonly string[]).indexOf(key);
+  if (index < 0) throw invalidInput(`unknown constraint slot '${name}': expected an index 0-12 or one of ${CONSTRAINT_SLOTS.join(', ')}`);
+  return index;
+}
+
+/** What a checkpoint's metadata says about the model; a file that is not a vmat-native BaselineUNet3D is refused. */
+export function checkpointModel(checkpoint: string): CheckpointModel {
+  if (!existsSync(checkpoint)) throw invalidInput(`the checkpoint ${checkpoint} does not exist`);
+  let read: ReturnType<typeof readCheckpointMetadata>;
+  try {
+    read = readCheckpointMetadata(checkpoint);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    throw invalidInput(`the checkpoint ${checkpoint} cannot be read: ${message.replace(/\.$/, '')}`, { cause: error });
+  }
+  const { config, metadata } = read;
+  if (!config || config.architecture !== 'BaselineUNet3D') {
+    throw invalidInput(
+      `${checkpoint} is not a vmat-native BaselineUNet3D checkpoint (its metadata has ${config ? `architecture '${config.architecture}'` : 'no model config'})`,
+    );
+  }
+  let structures: string[] = CANONICAL_STRUCTURES.slice();
+  if (metadata.structures !== undefined) {
+    try {
+      structures = JSON.parse(metadata.structures) as string[];
+    } catch {
+      throw invalidInput(`the checkpoint ${checkpoint} has unreadable "structures" metadata`);
+    }
+  }
+  if (!Array.isArray(structures) || structures.length + 1 !== config.inChannels) {
+    throw invalidInput(
+      `the checkpoint ${checkpoint} takes ${config.inChannels} input channels but names ${Array.isArray(structures) ? structures.length : 0} structures (expected 1 CT + one per structure)`,
+    );
+  }
+  const normalisationDoseGy = metadata.normalisation_dose_gy === undefined ? 70 : Number(metadata.normalisation_dose_gy);
+  if (!(normalisationDoseGy > 0)) throw invalidInput(`the checkpoint ${checkpoint} has an invalid normalisation dose '${metadata.normalisation_dose_gy}'`);
+  return { inChannels: config.inChannels, baseChannels: config.baseChannels, structures, normalisationDoseGy };
+}
+
+/** Predicts the dose of a case (Gy, [Z,Y,X]); returns the case with `dose` filled in. */
+export async function predictCase(checkpoint: string, data: CaseData, options: PredictOptions = {}): Promise<CaseData> {
+  const model = checkpointModel(checkpoint);
+  const patchSize = options.patchSize ?? 128;
+  if (!Number.isInteger(patchSize) || patchSize < 16 || patchSize % 16 !== 0) throw invalidInput(`--patch-size must be a multiple of 16, got ${patchSize}`);
+  const overlap = options.overlap ?? 0.5;
+  if (!(overlap >= 0 && overlap <= 0.9)) throw invalidInput(`--overlap must be a fraction in [0, 0.9], got ${overlap}`);
+  const swBatch = options.swBatch ?? 2;
+  if (!Number.isInteger(swBatch) || swBatch < 1) throw invalidInput(`--sw-batch must be an integer >= 1, got ${swBatch}`);
+  const constraints = Float32Array.from(data.constraints);
+  for (const [name, value] of Object.entries(options.constraints ?? {})) {
+    if (!Number.isFinite(value)) throw invalidInput(`constraint ${name} must be a number, got ${value}`);
+    constraints[constraintSlot(name)] = value;
+  }
+  const { input } = await buildModelInput(data, model.structures, { signal: options.signal, threads: options.threads });
+  const [z, y, x] = data.shape;
+  const native = loadNative();
+  const dose = await callNative(
+    (callOptions) =>
+      native.predictDose(
+        checkpoint,
+        input,
+        [model.inChannels, z, y, x],
+        constraints,
+        { patchSize, overlap, swBatch, device: options.device ?? 'auto', normalisationDoseGy: model.normalisationDoseGy },
+        callOptions,
+      ),
+    { signal: options.signal, threads: options.threads },
+  );
+  return {
+    ...data,
+    dose: dose.data,
+    constraints,
+    metadata: { ...data.metadata, predicted_from_checkpoint: resolve(checkpoint), prediction_patch_size: patchSize, prediction_overlap: overlap },
+  };
+}
+
+export interface PredictFilesOptions extends PredictOptions {
+  overwrite?: boolean;
+  onCase?: (event: { case: string; index: number; of: number; output: string; seconds: number }) => void;
+}
+
+/** The case files of an input: a file, or every *.npz of a folder. */
+export async function expandInputs(input: string): Promise<string[]> {
+  if (!existsSync(input)) throw invalidInput(`the input ${input} does not exist: expected a case file or a folder of them`);
+  if (statSync(input).isDirectory()) {
+    const files = await listCaseFiles(input);
+    if (files.length === 0) throw invalidInput(`${input} holds no case files (*.npz)`);
+    return files.map((name) => join(input, name));
+  }
+  return [input];
+}
+
+/**
+ * Predicts every input and writes `<case>_pred.npz` (format 1: dose, spacing, structures, masks, body, ct) into
+ * `outDir`. Each file appears whole or not at all; existing files are kept unless `overwrite`.
+ */
+export async function predictFiles(checkpoint: string, inputs: string[], outDir: string, options: PredictFilesOptions = {}): Promise<string[]> {
+  checkpointModel(checkpoint);
+  const outputs = inputs.map((input) => join(outDir, `${basename(input).replace(/\.npz$/i, '')}_pred.npz`));
+  if (!options.overwrite) {
+    const existing = outputs.find((path) => existsSync(path));
+    if (existing) throw invalidInput(`${existing} already exists; pass --overwrite to replace it`);
+  }
+  await mkdir(outDir, { recursive: true });
+  for (let i = 0; i < inputs.length; i++) {
+    const started = Date.now();
+    const data = await loadCase(inputs[i]!);
+    const predicted = await predictCase(checkpoint, data, options);
+    const body = predicted.body ?? (await buildModelInput(data, [], { signal: options.signal })).body;
+    try {
+      await saveCase(outputs[i]!, { ...predicted, body, masksSdf: undefined }, { overwrite: options.overwrite });
+    } catch (error) {
+      if (error instanceof VmatError) throw error;
+      throw new VmatError('VMAT_IO', `cannot write ${outputs[i]}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    }
+    options.onCase?.({ case: data.caseId, index: i + 1, of: inputs.length, output: outputs[i]!, seconds: (Date.now() - started) / 1000 });
+  }
+  return outputs;
+}
