@@ -17,3 +17,14 @@ export { modelSummary, saveInitialWeights, readCheckpointMetadata, parseModelCon
 export { Trainer, type FitOptions, type FitResult, type TrainEvent, type StopReason } from './train/trainer.js';
 export { parseTrainConfig, trainConfigSchema, TRAIN_FIELDS, type TrainConfig, type TrainConfigInput } from './config/schema.js';
 export { predictCase, predictFiles, checkpointModel, constraintSlot, CONSTRAINT_SLOTS, type PredictOptions } from './predict/predict.js';
+export {
+  synthesizeCase,
+  synthesizeCohort,
+  synthGeneratorVersion,
+  SYNTH_DEFAULTS,
+  type SynthCaseOptions,
+  type SynthCohortOptions,
+  type SynthCohortResult,
+  type SynthPlan,
+  type SynthProgress,
+} from './data/synth.js';

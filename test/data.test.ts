@@ -210,6 +210,22 @@ for p in sys.argv[1:]:
   });
 });
 
+describe('large entries', () => {
+  it('reads entries over 8 MB (huge-page buffers from the addon), stored and deflated', async () => {
+    const dir = tempDir();
+    const values = Float32Array.from({ length: 3_000_000 }, (_, i) => (i % 1000) / 7);
+    for (const compress of [false, true]) {
+      const path = join(dir, `${compress}.npz`);
+      await writeNpz(path, [['big', { dtype: 'float32', shape: [3, 1000, 1000], data: values }]], { compress });
+      const big = (await readNpz(path)).get('big') as { data: Float32Array; shape: number[] };
+      expect(big.shape).toEqual([3, 1000, 1000]);
+      expect(big.data.byteOffset % 64).toBe(0);
+      expect(big.data[2_999_999]).toBe(values[2_999_999]);
+      expect(Buffer.from(big.data.buffer, big.data.byteOffset, big.data.byteLength).equals(Buffer.from(values.buffer))).toBe(true);
+    }
+  });
+});
+
 describe('structures', () => {
   it('matches names ignoring case, _, - and spaces, and warns for missing ones', () => {
     const { indices, warnings } = mapStructures(['femur l', 'PTV-70', 'BLADDER', 'rectum_'], CANONICAL_STRUCTURES);

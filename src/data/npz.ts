@@ -16,6 +16,7 @@ import * as zlib from 'node:zlib';
 import { Deflate, inflateSync } from 'fflate';
 
 import { invalidInput, VmatError } from '../errors.js';
+import { loadNative } from '../native/loader.js';
 import { encodeNpy, parseNpy, type NpyArray, type WritableNpyArray } from './npy.js';
 
 const LOCAL_SIGNATURE = 0x04034b50;
@@ -170,13 +171,13 @@ async function readEntry(file: FileHandle, size: number, entry: CentralEntry, la
     const headerLength = preamble[6] === 1 ? new DataView(preamble.buffer).getUint16(8, true) : preamble.length >= 12 ? new DataView(preamble.buffer).getUint32(8, true) : 0;
     const dataOffset = (preamble[6] === 1 ? 10 : 12) + headerLength;
     const pad = (64 - (dataOffset % 64)) % 64;
-    npy = new Uint8Array(new ArrayBuffer(pad + entry.size), pad, entry.size);
+    npy = new Uint8Array(allocate(pad + entry.size), pad, entry.size);
     await readAt(file, npy, start);
   } else if (entry.method === 8) {
     const compressed = new Uint8Array(entry.compressedSize);
     await readAt(file, compressed, start);
     try {
-      npy = inflateSync(compressed, { out: new Uint8Array(entry.size) });
+      npy = inflateSync(compressed, { out: new Uint8Array(allocate(entry.size)) });
     } catch (error) {
       throw invalidInput(`${label} is damaged: expected deflate data, found data that does not inflate (${(error as Error).message})`);
     }
@@ -191,6 +192,27 @@ async function readEntry(file: FileHandle, size: number, entry: CentralEntry, la
     }
   }
   return parseNpy(npy, label);
+}
+
+const LARGE_BUFFER = 8 << 20;
+let nativeAllocate: ((bytes: number) => ArrayBuffer) | null | undefined;
+
+/**
+ * A buffer for one entry. Large ones come from the addon (huge-page-advised memory, as NumPy allocates its large
+ * arrays), which halves the time to fill them from a file; without the addon (reading files needs no libtorch), a
+ * plain ArrayBuffer.
+ */
+function allocate(bytes: number): ArrayBuffer {
+  if (bytes < LARGE_BUFFER) return new ArrayBuffer(bytes);
+  if (nativeAllocate === undefined) {
+    try {
+      const data = loadNative().data;
+      nativeAllocate = (size) => data.allocateBuffer(size);
+    } catch {
+      nativeAllocate = null;
+    }
+  }
+  return nativeAllocate ? nativeAllocate(bytes) : new ArrayBuffer(bytes);
 }
 
 function hex(value: number): string {

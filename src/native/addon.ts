@@ -81,6 +81,8 @@ export interface NativeAddon {
       options: NativeCallOptions & { clipMm?: number },
     ): Promise<NativeTensor<Float32Array>>;
     deriveBodyMask(ct: Int16Array | Float32Array, shape: number[], options: NativeCallOptions): Promise<NativeTensor<Uint8Array>>;
+    /** An ArrayBuffer on huge-page-advised memory (fast to fill from a file). */
+    allocateBuffer(bytes: number): ArrayBuffer;
   };
   /** BaselineUNet3D parameter table; throws VMAT_INVALID_INPUT for bad widths. */
   modelSummary(inChannels: number, baseChannels: number): NativeModelSummary;
@@ -94,6 +96,25 @@ export interface NativeAddon {
   ): Promise<{ path: string; parameters: number; config: string }>;
   /** The `__metadata__` map of a safetensors file (reads the header only). */
   readCheckpointMetadata(path: string): Record<string, string>;
+  /** binding/synth.cc: one synthetic prostate SIB case (native/include/vmat/synth.h). */
+  synthCase(seed: number, index: number, shape: number[], spacingMm: number[], options: NativeCallOptions): Promise<NativeSynthCase>;
+  /** Changes whenever the same (seed, index, shape, spacing) would give different bytes. */
+  synthGeneratorVersion: string;
+}
+
+/** A synthetic case as the native generator returns it (arrays shared with native memory, [Z,Y,X] C order). */
+export interface NativeSynthCase {
+  caseId: string;
+  ct: Int16Array;
+  dose: Float32Array;
+  /** [8,Z,Y,X] in the order of `structures` */
+  masks: Uint8Array;
+  body: Uint8Array;
+  structures: string[];
+  constraints: Float32Array;
+  shape: [number, number, number];
+  spacingMm: [number, number, number];
+  plan: { beams: number; attenuationPerMm: number; penumbraSigmaMm: number; optimiserIterations: number; isocentreMm: [number, number, number] };
 }
 
 /** One case for the training engine (binding/train.cc); the arrays are viewed, not copied. */

@@ -5,6 +5,7 @@ import { register as inspect } from './inspect.js';
 import { register as model } from './model.js';
 import { register as split } from './split.js';
 import { register as validate } from './validate.js';
+import { register as synth } from './synth.js';
 import { register as train } from './train.js';
 import { register as predict } from './predict.js';
 import { register as figures } from './figures.js';
@@ -13,5 +14,6 @@ import { register as compare } from './compare.js';
 
 /** Every command, in the order `--help` lists them. */
 export const commands: ((program: Command) => void)[] = [info, validate, inspect, split, model];
+commands.push(synth);
 commands.push(train, predict);
 commands.push(figures, report, compare);

@@ -1,0 +1,171 @@
+/**
+ * The synthetic prostate SIB cohort (cli.md "The synthetic cohort"): made natively (binding/synth.cc), deterministic
+ * per (seed, index), written as format 1 case files. Every command works on it without patient data.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { invalidInput } from '../errors.js';
+import { doseMetrics } from '../metrics/dvh.js';
+import { callNative } from '../native/call.js';
+import { loadNative } from '../native/loader.js';
+import { saveCase, FORMAT_1, type CaseData } from './case.js';
+
+export const SYNTH_DEFAULTS = {
+  cases: 23,
+  seed: 42,
+  shape: [96, 128, 128] as [number, number, number],
+  spacingMm: [2.5, 2, 2] as [number, number, number],
+};
+
+export const SYNTH_PRESCRIPTION_GY = { PTV70: 70, PTV56: 56 };
+export const SYNTH_FRACTIONS = 28;
+
+export interface SynthCaseOptions {
+  seed?: number;
+  /** [z, y, x], each a multiple of 16 from 16 to 1024 (the model's four poolings divide it) */
+  shape?: [number, number, number];
+  /** (z, y, x) mm, each in (0, 20] */
+  spacingMm?: [number, number, number];
+  threads?: number;
+  signal?: AbortSignal;
+}
+
+/** How the generator planned the case (metadata_json.plan). */
+export interface SynthPlan {
+  beams: number;
+  attenuationPerMm: number;
+  penumbraSigmaMm: number;
+  optimiserIterations: number;
+  /** (z, y, x) mm from the first voxel's centre */
+  isocentreMm: [number, number, number];
+}
+
+export interface SynthProgress {
+  /** 1-based position in the cohort */
+  done: number;
+  cases: number;
+  caseId: string;
+  path: string;
+  seconds: number;
+  /** D95 and Dmax of PTV70, D95 of PTV56 (Gy) */
+  ptv70D95: number;
+  ptv70Dmax: number;
+  ptv56D95: number;
+}
+
+export interface SynthCohortOptions extends SynthCaseOptions {
+  cases?: number;
+  /** replace existing case files; without it, any existing file stops the run before anything is written */
+  overwrite?: boolean;
+  onProgress?: (event: SynthProgress) => void;
+}
+
+export interface SynthCohortResult {
+  outDir: string;
+  files: string[];
+  seconds: number;
+}
+
+export function synthGeneratorVersion(): string {
+  return loadNative().synthGeneratorVersion;
+}
+
+/** Checks the options once, naming the field, the value and what is allowed. */
+export function resolveSynthOptions(options: SynthCohortOptions = {}): Required<Pick<SynthCohortOptions, 'cases' | 'seed' | 'shape' | 'spacingMm'>> {
+  const cases = options.cases ?? SYNTH_DEFAULTS.cases;
+  const seed = options.seed ?? SYNTH_DEFAULTS.seed;
+  const shape = options.shape ?? SYNTH_DEFAULTS.shape;
+  const spacingMm = options.spacingMm ?? SYNTH_DEFAULTS.spacingMm;
+  if (!Number.isInteger(cases) || cases < 1 || cases > 1000) throw invalidInput(`cases must be an integer from 1 to 1000, got ${cases}`);
+  if (!Number.isSafeInteger(seed) || seed < 0) throw invalidInput(`seed must be a non-negative integer below 2^53, got ${seed}`);
+  if (shape.length !== 3 || !shape.every((n) => Number.isInteger(n) && n >= 16 && n <= 1024 && n % 16 === 0)) {
+    throw invalidInput(`shape must be 3 sizes z,y,x, each a multiple of 16 from 16 to 1024, got ${shape.join(',')}`);
+  }
+  if (spacingMm.length !== 3 || !spacingMm.every((s) => Number.isFinite(s) && s > 0 && s <= 20)) {
+    throw invalidInput(`spacing must be 3 values z,y,x in millimetres, each above 0 and at most 20, got ${spacingMm.join(',')}`);
+  }
+  return { cases, seed, shape, spacingMm };
+}
+
+export function synthCaseId(index: number): string {
+  return `synth_${String(index).padStart(3, '0')}`;
+}
+
+/** Makes case `index` of the cohort `seed` in memory, as a format 1 case with its metadata. */
+export async function synthesizeCase(index: number, options: SynthCaseOptions = {}): Promise<CaseData & { plan: SynthPlan }> {
+  const { seed, shape, spacingMm } = resolveSynthOptions(options);
+  if (!Number.isInteger(index) || index < 0 || index > 99999) throw invalidInput(`case index must be an integer from 0 to 99999, got ${index}`);
+  const native = loadNative();
+  const made = await callNative((callOptions) => native.synthCase(seed, index, shape, spacingMm, callOptions), {
+    threads: options.threads,
+    signal: options.signal,
+  });
+  return {
+    caseId: made.caseId,
+    format: FORMAT_1,
+    shape: [made.shape[0], made.shape[1], made.shape[2]],
+    spacingMm: [made.spacingMm[0], made.spacingMm[1], made.spacingMm[2]],
+    ct: made.ct,
+    dose: made.dose,
+    masks: made.masks,
+    structures: made.structures,
+    constraints: made.constraints,
+    body: made.body,
+    plan: made.plan,
+    metadata: {
+      case_id: made.caseId,
+      format_version: 1,
+      prescription_gy: SYNTH_PRESCRIPTION_GY,
+      fractions: SYNTH_FRACTIONS,
+      source: 'vmat-native synth',
+      constraints_mode: 'achieved',
+      seed,
+      index,
+      generator_version: native.synthGeneratorVersion,
+      plan: made.plan,
+    },
+  };
+}
+
+/**
+ * Writes `cases` synthetic case files `synth_000.npz`… into `outDir` (created if needed). Without `overwrite`, an
+ * existing file stops the run before anything is written. Same options → byte-identical files.
+ */
+export async function synthesizeCohort(outDir: string, options: SynthCohortOptions = {}): Promise<SynthCohortResult> {
+  const resolved = resolveSynthOptions(options);
+  const files = Array.from({ length: resolved.cases }, (_, index) => join(outDir, `${synthCaseId(index)}.npz`));
+  if (!options.overwrite) {
+    const existing = files.filter((file) => existsSync(file));
+    if (existing.length > 0) {
+      throw invalidInput(
+        `${existing[0]} already exists${existing.length > 1 ? ` (and ${existing.length - 1} more case files)` : ''}: pass --overwrite to replace them, or choose another --out`,
+      );
+    }
+  }
+  await mkdir(outDir, { recursive: true });
+  const started = performance.now();
+  for (let index = 0; index < resolved.cases; index++) {
+    const caseStarted = performance.now();
+    const data = await synthesizeCase(index, { ...options, ...resolved });
+    await saveCase(files[index]!, data, { overwrite: options.overwrite });
+    if (options.onProgress) {
+      const voxels = data.shape[0] * data.shape[1] * data.shape[2];
+      const voxelCc = (data.spacingMm[0] * data.spacingMm[1] * data.spacingMm[2]) / 1000;
+      const ptv70 = doseMetrics(data.dose!, data.masks.subarray(0, voxels), voxelCc);
+      const ptv56 = doseMetrics(data.dose!, data.masks.subarray(voxels, 2 * voxels), voxelCc);
+      options.onProgress({
+        done: index + 1,
+        cases: resolved.cases,
+        caseId: data.caseId,
+        path: files[index]!,
+        seconds: (performance.now() - caseStarted) / 1000,
+        ptv70D95: ptv70.D95,
+        ptv70Dmax: ptv70.Dmax,
+        ptv56D95: ptv56.D95,
+      });
+    }
+  }
+  return { outDir, files, seconds: (performance.now() - started) / 1000 };
+}
