@@ -11,9 +11,11 @@ import { register as predict } from './predict.js';
 import { register as figures } from './figures.js';
 import { register as report } from './report.js';
 import { register as compare } from './compare.js';
+import { register as sweep } from './sweep.js';
 
 /** Every command, in the order `--help` lists them. */
 export const commands: ((program: Command) => void)[] = [info, validate, inspect, split, model];
 commands.push(synth);
 commands.push(train, predict);
 commands.push(figures, report, compare);
+commands.push(sweep);
