@@ -28,3 +28,4 @@ export {
   type SynthPlan,
   type SynthProgress,
 } from './data/synth.js';
+export { gammaIndex, resolveGammaSettings, type DoseVolume, type GammaSettings, type GammaResult, type GammaProgress } from './eval/gamma.js';

@@ -112,6 +112,24 @@ describe('case files', () => {
     expect(existsSync(marker)).toBe(false);
   });
 
+  for (const protocol of [2, 3, 4, 5]) {
+    it(`unpickles NumPy scalars and arrays, tuples, memo references and big ints (protocol ${protocol})`, () => {
+      const bytes = new Uint8Array(readFileSync(join(fixtures, 'npy', `meta_protocol${protocol}.pkl`)));
+      const plain = JSON.parse(
+        JSON.stringify(unpickle(bytes, 'metadata'), (_, value) =>
+          typeof value === 'bigint' ? { bigint: value.toString() } : value instanceof Uint8Array ? { bytes: Array.from(value) } : value,
+        ),
+      );
+      expect(plain).toEqual(expected.pickle);
+    });
+  }
+
+  it('reads a zip64 .npz (zip64 central directory fields and end record)', async () => {
+    const arrays = await readNpz(join(fixtures, 'npy', 'zip64.npz'));
+    expect(Array.from((arrays.get('a') as { data: Float32Array }).data)).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    expect((arrays.get('b') as { data: string[] }).data).toEqual(['x', 'yz']);
+  });
+
   it('refuses other globals and classes in pickles by name', () => {
     // protocol 2: GLOBAL 'os\nsystem', then a string, TUPLE1, REDUCE, STOP
     const op = (text: string) => Uint8Array.from(text, (c) => c.charCodeAt(0));

@@ -213,8 +213,8 @@ function readFormat1(checker: Checker, options: LoadCaseOptions): CaseData | und
 
   const body = checker.numeric('body', ['uint8', 'bool'], grid, gridText, false);
   if (body) checker.binary('body', body.data as Uint8Array);
+  // The masks_sdf cache is checked where it is used (buildModelInput), which recomputes the maps if it is invalid.
   const masksSdf = checker.numeric('masks_sdf', ['float16', 'float32'], masks ? masks.shape : [-1, ...grid], '[S,Z,Y,X] like masks', false);
-  if (masksSdf) checker.finite('masks_sdf', masksSdf.data as Float32Array);
 
   let metadata: Record<string, unknown> = {};
   const metadataJson = checker.arrays.get('metadata_json');
@@ -299,7 +299,6 @@ function readPredecessor(checker: Checker, options: LoadCaseOptions): CaseData |
   const masks = checker.numeric('masks', ['uint8', 'bool'], [-1, ...grid], dims ? `[S,${dims.join(',')}] ([S,Y,X,Z] on the CT grid)` : '[S,Y,X,Z]');
   if (masks) checker.binary('masks', masks.data as Uint8Array);
   const masksSdf = checker.numeric('masks_sdf', ['float32', 'float16'], masks ? masks.shape : [-1, ...grid], '[S,Y,X,Z] like masks', false);
-  if (masksSdf) checker.finite('masks_sdf', masksSdf.data as Float32Array);
   const constraintsArray = checker.numeric('constraints', ['float32', 'float64'], [CONSTRAINT_SLOTS], `[${CONSTRAINT_SLOTS}]`);
 
   const channels = masks?.shape[0];

@@ -347,7 +347,7 @@ function reduce(callable: Global, args: StackItem[], label: string): StackItem {
     return decodeElements(dtype, data, 1, label)[0]!;
   }
   if (FROMBUFFER.has(name)) {
-    const [buffer, dtype, shape] = args;
+    const [buffer, dtype, shape, order] = args;
     if (!(buffer instanceof Uint8Array) || !(dtype instanceof Dtype) || !Array.isArray(shape)) {
       throw invalidInput(`${label} holds a NumPy array (_frombuffer) whose arguments are not bytes, dtype and shape`);
     }
@@ -355,6 +355,7 @@ function reduce(callable: Global, args: StackItem[], label: string): StackItem {
     array.shape = shape as number[];
     array.dtype = dtype;
     array.elements = decodeElements(dtype, buffer, product(array.shape), label);
+    if (order === 'F' && array.shape.filter((size) => size > 1).length > 1) array.elements = fortranToC(array.elements, array.shape);
     return array;
   }
   if (name === '_codecs.encode') {

@@ -13,10 +13,10 @@ export interface ValidationReport {
   problems: CaseProblem[];
 }
 
-/** Validates a folder of case files (or one case file); `onFile` is called after each file. */
+/** Validates a folder of case files (or one case file); `onFile` is called after each file with its problems. */
 export async function validateDataset(
   target: string,
-  options: LoadCaseOptions & { onFile?: (file: string, index: number, total: number) => void } = {},
+  options: LoadCaseOptions & { onFile?: (file: string, problems: CaseProblem[], index: number, total: number) => void } = {},
 ): Promise<ValidationReport> {
   const info = await stat(target).catch(() => {
     throw invalidInput(`${target} does not exist: expected a folder of case files (*.npz) or one case file`);
@@ -25,8 +25,9 @@ export async function validateDataset(
   if (files.length === 0) throw invalidInput(`${target} holds no case files: expected *.npz files`);
   const problems: CaseProblem[] = [];
   for (const [index, file] of files.entries()) {
-    problems.push(...(await checkCase(file, { spacingMm: options.spacingMm })));
-    options.onFile?.(file, index, files.length);
+    const found = await checkCase(file, { spacingMm: options.spacingMm });
+    problems.push(...found);
+    options.onFile?.(file, found, index, files.length);
   }
   return { files, problems };
 }

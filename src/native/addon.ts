@@ -72,6 +72,39 @@ export interface NativeAddon {
       options: NativeCallOptions,
     ): Promise<{ sum: number; stepsDone: number; cancelled: boolean }>;
   };
+  /** binding/gamma.cc: the 3D gamma index; shapes/spacings/origins are [z, y, x]. */
+  gamma(
+    ref: Float32Array,
+    refShape: number[],
+    refSpacing: number[],
+    refOrigin: number[],
+    evalDose: Float32Array,
+    evalShape: number[],
+    evalSpacing: number[],
+    evalOrigin: number[],
+    settings: {
+      dosePercent: number;
+      dtaMm: number;
+      cutoffPercent: number;
+      normGy?: number;
+      local: boolean;
+      interpFraction: number;
+      maxGamma: number;
+      device?: string;
+    },
+    options: NativeCallOptions,
+  ): Promise<{
+    gamma: Float32Array;
+    passRatePct: number;
+    nEvaluated: number;
+    nPassed: number;
+    meanGamma: number;
+    medianGamma: number;
+    normalisationGy: number;
+    cutoffGy: number;
+    device: string;
+    seconds: number;
+  }>;
   /** binding/data.cc: case-data kernels (signed distance maps, body mask). */
   data: {
     signedDistanceMaps(

@@ -12,6 +12,7 @@ import { register as figures } from './figures.js';
 import { register as report } from './report.js';
 import { register as compare } from './compare.js';
 import { register as sweep } from './sweep.js';
+import { register as gamma } from './gamma.js';
 
 /** Every command, in the order `--help` lists them. */
 export const commands: ((program: Command) => void)[] = [info, validate, inspect, split, model];
@@ -19,3 +20,4 @@ commands.push(synth);
 commands.push(train, predict);
 commands.push(figures, report, compare);
 commands.push(sweep);
+commands.push(gamma);

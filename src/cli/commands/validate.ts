@@ -13,11 +13,20 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON document: { files, problems: [{ file, key, message }] }')
     .action(async (dir: string, options: { spacing?: string; json?: boolean }) => {
       const spacingMm = options.spacing ? (parseNumberList('--spacing', options.spacing, 3) as [number, number, number]) : undefined;
-      const report = await validateDataset(dir, { spacingMm });
+      // Problems are printed as they are found; a progress line on a terminal only, on stderr.
+      const showProgress = process.stderr.isTTY === true;
+      const report = await validateDataset(dir, {
+        spacingMm,
+        onFile: (file, problems, index, total) => {
+          if (showProgress) process.stderr.write('\r\x1b[K');
+          if (!options.json) for (const problem of problems) process.stdout.write(`${problem.message}\n`);
+          if (showProgress) process.stderr.write(`checked ${index + 1}/${total} ${file}`);
+        },
+      });
+      if (showProgress) process.stderr.write('\r\x1b[K');
       const badFiles = new Set(report.problems.map((problem) => problem.file)).size;
       const summary = `${report.files.length} case file${report.files.length === 1 ? '' : 's'} checked`;
       if (options.json) printJson({ files: report.files.length, badFiles, problems: report.problems });
-      else for (const problem of report.problems) process.stdout.write(`${problem.message}\n`);
       if (report.problems.length > 0) {
         // A user error: the CLI prints this sentence and exits 1.
         throw invalidInput(`${summary}: ${report.problems.length} problem${report.problems.length === 1 ? '' : 's'} in ${badFiles} file${badFiles === 1 ? '' : 's'}`);

@@ -1,0 +1,115 @@
+/**
+ * The 3D gamma index (spec/gamma.md), computed natively off the event loop: pymedphys' definition and sampling.
+ */
+import { z } from 'zod';
+
+import { invalidInput } from '../errors.js';
+import { callNative, type CallOptions } from '../native/call.js';
+import { loadNative } from '../native/loader.js';
+
+/** A dose on its grid: voxel (i, j, k) sits at originMm + (i, j, k) · spacingMm, axes [z, y, x]. */
+export interface DoseVolume {
+  data: Float32Array;
+  shape: [number, number, number];
+  spacingMm: [number, number, number];
+  /** default (0, 0, 0) */
+  originMm?: [number, number, number];
+}
+
+const settingsSchema = z
+  .object({
+    dosePercent: z.number().positive().finite().default(3),
+    dtaMm: z.number().positive().finite().default(3),
+    cutoffPercent: z.number().min(0).finite().default(10),
+    /** Gy; default the maximum of the reference */
+    normGy: z.number().positive().finite().optional(),
+    local: z.boolean().default(false),
+    interpFraction: z.number().min(1).finite().default(10),
+    maxGamma: z.number().positive().finite().default(2),
+    /** "auto" | "cpu" | "cuda" | "cuda:N" */
+    device: z.string().default('auto'),
+  })
+  .strict();
+
+export type GammaSettings = z.input<typeof settingsSchema>;
+export type ResolvedGammaSettings = z.output<typeof settingsSchema>;
+
+export interface GammaResult {
+  /** Γ per reference voxel, the reference's shape; NaN where not evaluated */
+  gamma: Float32Array;
+  /** 100 · #(Γ ≤ 1) / #evaluated; NaN when no point was evaluated */
+  passRatePct: number;
+  nEvaluated: number;
+  nPassed: number;
+  meanGamma: number;
+  medianGamma: number;
+  normalisationGy: number;
+  cutoffGy: number;
+  /** where it ran: "cpu" or "cuda:N" */
+  device: string;
+  seconds: number;
+  settings: ResolvedGammaSettings;
+}
+
+export interface GammaProgress {
+  done: number;
+  total: number;
+}
+
+/** Validates gamma settings once, naming the field, the value and what is allowed. */
+export function resolveGammaSettings(settings: GammaSettings = {}): ResolvedGammaSettings {
+  const parsed = settingsSchema.safeParse(settings);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const field = issue.path.join('.') || (issue.code === 'unrecognized_keys' ? issue.keys.join(', ') : 'settings');
+    const value = issue.path.length > 0 ? (settings as Record<string, unknown>)[String(issue.path[0])] : undefined;
+    throw invalidInput(`gamma setting ${field}${value === undefined ? '' : ` = ${JSON.stringify(value)}`} is invalid: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+function checkVolume(volume: DoseVolume, what: string): void {
+  const count = volume.shape.reduce((a, b) => a * b, 1);
+  if (volume.shape.length !== 3 || !volume.shape.every((n) => Number.isInteger(n) && n > 0)) {
+    throw invalidInput(`the ${what} dose's shape must be 3 positive integers [z, y, x], found [${volume.shape.join(', ')}]`);
+  }
+  if (!(volume.data instanceof Float32Array) || volume.data.length !== count) {
+    throw invalidInput(`the ${what} dose must be a Float32Array of ${count} values ([${volume.shape.join(', ')}]), found ${volume.data?.length ?? 'none'}`);
+  }
+  if (volume.spacingMm.length !== 3 || !volume.spacingMm.every((s) => Number.isFinite(s) && s > 0)) {
+    throw invalidInput(`the ${what} spacing must be 3 positive millimetre values (z, y, x), found [${volume.spacingMm.join(', ')}]`);
+  }
+}
+
+/**
+ * Γ of `evalDose` against `ref` (the reference's points are evaluated; `evalDose` is interpolated). The grids
+ * may differ; both are in mm with their own origins.
+ */
+export async function gammaIndex(
+  ref: DoseVolume,
+  evalDose: DoseVolume,
+  settings: GammaSettings = {},
+  options: CallOptions<GammaProgress> = {},
+): Promise<GammaResult> {
+  const resolved = resolveGammaSettings(settings);
+  checkVolume(ref, 'reference');
+  checkVolume(evalDose, 'evaluated');
+  const native = loadNative();
+  const result = await callNative<Omit<GammaResult, 'settings'>, GammaProgress>(
+    (nativeOptions) =>
+      native.gamma(
+        ref.data,
+        ref.shape,
+        ref.spacingMm,
+        ref.originMm ?? [0, 0, 0],
+        evalDose.data,
+        evalDose.shape,
+        evalDose.spacingMm,
+        evalDose.originMm ?? [0, 0, 0],
+        resolved,
+        nativeOptions,
+      ),
+    options,
+  );
+  return { ...result, settings: resolved };
+}
