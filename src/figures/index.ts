@@ -2,11 +2,12 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import type { CaseEvaluation, RunFolder } from '../report/run-folder.js';
+import { gammaIndex } from '../eval/gamma.js';
+import { caseVolumePaths, PREDICTIONS_DIR, type CaseEvaluation, type RunFolder } from '../report/run-folder.js';
 import { comparisonSpec, dvhSpec, lossComponentsSpec, trainingCurvesSpec } from './charts.js';
 import { renderVegaLite, type RenderedFigure } from './render.js';
 import { doseSlicesFigure, gammaSlicesFigure, maskCentre } from './slices.js';
-import { readDoseCase, readGammaVolume } from './volumes.js';
+import { readDoseCase } from './volumes.js';
 
 export interface NamedFigure {
   /** File stem: `<name>.png` and `<name>.svg`. */
@@ -55,9 +56,10 @@ export async function buildRunFigures(run: RunFolder, options: { caseId?: string
     return { figures, skipped };
   }
   const id = evaluation.caseId;
-  if (evaluation.files.reference && evaluation.files.prediction) {
-    const reference = await readDoseCase(evaluation.files.reference);
-    const prediction = await readDoseCase(evaluation.files.prediction);
+  const paths = caseVolumePaths(run, id);
+  if (paths.reference && paths.prediction) {
+    const reference = await readDoseCase(paths.reference);
+    const prediction = await readDoseCase(paths.prediction);
     if (prediction.dose.length !== reference.dose.length) {
       skipped.push(`dose slices of ${id}: the prediction grid [${prediction.shape}] differs from the reference [${reference.shape}]`);
     } else {
@@ -69,19 +71,20 @@ export async function buildRunFigures(run: RunFolder, options: { caseId?: string
         caption: `Reference, predicted and difference dose of ${id}: axial, coronal and sagittal planes through the PTV70 centre (voxel ${centre.join(', ')}), drawn to scale from the voxel spacing (${reference.spacingMm.join(' × ')} mm).`,
         figure: await doseSlicesFigure({ caseId: id, runName: run.name, shape: reference.shape, spacingMm: reference.spacingMm, centre, reference: reference.dose, prediction: prediction.dose, ptvMask }),
       });
-      if (evaluation.files.gamma) {
-        const gamma = await readGammaVolume(evaluation.files.gamma, reference.shape);
-        figures.push({
-          name: `gamma_${id}`,
-          caption: `Gamma index (3%/3 mm, global, 10% cutoff) of ${id} through the PTV70 centre; Γ ≤ 1 passes.`,
-          figure: await gammaSlicesFigure({ caseId: id, runName: run.name, shape: reference.shape, spacingMm: reference.spacingMm, centre, gamma, criterion: '3%/3 mm', ptvMask }),
-        });
-      } else {
-        skipped.push(`gamma map of ${id}: the evaluation names no gamma volume`);
-      }
+      // The evaluation keeps only Γ statistics; the map of the case shown is computed again with the same settings.
+      const gamma = await gammaIndex(
+        { data: reference.dose, shape: reference.shape, spacingMm: reference.spacingMm },
+        { data: prediction.dose, shape: prediction.shape, spacingMm: prediction.spacingMm },
+        { dosePercent: 3, dtaMm: 3, cutoffPercent: 10 },
+      );
+      figures.push({
+        name: `gamma_${id}`,
+        caption: `Gamma index (3%/3 mm, global, 10% cutoff) of ${id} through the PTV70 centre; Γ ≤ 1 passes. Pass rate over the whole volume ${gamma.passRatePct.toFixed(1)}%.`,
+        figure: await gammaSlicesFigure({ caseId: id, runName: run.name, shape: reference.shape, spacingMm: reference.spacingMm, centre, gamma: gamma.gamma, criterion: '3%/3 mm', ptvMask }),
+      });
     }
   } else {
-    skipped.push(`dose slices and gamma map of ${id}: the evaluation does not name reference and prediction files that exist`);
+    skipped.push(`dose slices and gamma map of ${id}: ${paths.reference ? '' : `its reference case file (from test_cases.json) is missing${paths.prediction ? '' : '; '}`}${paths.prediction ? '' : `${join(run.dir, PREDICTIONS_DIR, `${id}_pred.npz`)} is missing`}`);
   }
   if (evaluation.dvh.some((d) => d.curve)) {
     figures.push({

@@ -1,12 +1,10 @@
 /**
- * The volumes behind the slice figures: dose (reference and prediction), masks and the gamma map. Prediction files
+ * The volumes behind the slice figures: dose (reference and prediction) and masks. Prediction files
  * (`<case>_pred.npz`) hold dose, spacing, structures and masks but no CT, so only those keys are read here, with the
  * project's npz/npy readers (src/data).
  */
-import { readFile } from 'node:fs/promises';
-
 import { invalidInput } from '../errors.js';
-import { parseNpy, type NpyArray } from '../data/npy.js';
+import type { NpyArray } from '../data/npy.js';
 import { readNpz } from '../data/npz.js';
 
 /** A dose grid with what the slice figures need. */
@@ -49,20 +47,4 @@ export async function readDoseCase(path: string): Promise<DoseVolume> {
     for (let s = 0; s < structures.length; s++) masks.push(bytes.subarray(s * voxels, (s + 1) * voxels));
   }
   return { shape, spacingMm: spacing as [number, number, number], dose: dose instanceof Float32Array ? dose : Float32Array.from(dose), structures, masks };
-}
-
-/** A Γ volume (`.npy`, float32, NaN where not evaluated) on the reference dose grid. */
-export async function readGammaVolume(path: string, shape: readonly number[]): Promise<Float32Array> {
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(path);
-  } catch {
-    throw invalidInput(`${path} cannot be read: expected a gamma volume (.npy)`);
-  }
-  const array = parseNpy(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), path);
-  if (array.shape.join(',') !== shape.join(',')) {
-    throw invalidInput(`${path}: the gamma volume has shape [${array.shape.join(',')}], expected the dose grid [${shape.join(',')}]`);
-  }
-  const data = numeric(array, path, 'gamma');
-  return data instanceof Float32Array ? data : Float32Array.from(data);
 }

@@ -53,8 +53,6 @@ export interface CaseEvaluation {
   metrics: Record<string, number>;
   dvh: StructureDvh[];
   constraints: ConstraintRow[];
-  /** Absolute paths of the volumes behind this evaluation, where they are known and present. */
-  files: { reference?: string; prediction?: string; gamma?: string };
 }
 
 export interface RunEvaluation {
@@ -221,30 +219,60 @@ function numberList(value: unknown, where: string): number[] {
   return value as number[];
 }
 
-/** Reads one `evaluation/<case>.json` (the format is documented in test/fixtures/fabricate-run.ts). */
-export function readCaseEvaluation(path: string, runDir: string): CaseEvaluation {
+/** Every number of a nested object as flat "a.b.c" keys (as in cases.csv and summary.json). */
+function flattenNumbers(value: unknown, prefix: string, into: Record<string, number>): Record<string, number> {
+  if (typeof value === 'number') into[prefix] = value;
+  else if (value === null && prefix) into[prefix] = Number.NaN; // NaN is written as null
+  else if (value && typeof value === 'object' && !Array.isArray(value)) {
+    for (const [key, item] of Object.entries(value)) flattenNumbers(item, prefix ? `${prefix}.${key}` : key, into);
+  }
+  return into;
+}
+
+/** At most this many points per DVH curve in the figures (the files hold 0.1 Gy bins). */
+const DVH_FIGURE_POINTS = 400;
+
+/**
+ * Reads one `evaluation/<case>.json` as `vmat-native evaluate` writes it: {case_id, mae_gy: {body, all, <PTV>…},
+ * rmse_gy, gamma: {"3%/3mm": {pass_rate_pct, …}, …}, dvh: {ref: {<structure>: {Dmean, …}}, pred: {…}},
+ * dvh_curves: {<structure>: {bin_gy, ref: [fraction], pred: [fraction]}}, constraints: [{name, unit, limit, ref,
+ * pred, refPass, predPass}]}.
+ */
+export function readCaseEvaluation(path: string): CaseEvaluation {
   const object = asObject(readJson(path, 'a case evaluation'), path);
-  const caseId = pick(object, 'case_id', 'caseId');
+  const caseId = object.case_id;
   if (typeof caseId !== 'string') throw invalidInput(`${path} has no 'case_id' string`);
-  const dvhObject = pick(object, 'dvh') ?? {};
-  const dvh: StructureDvh[] = Object.entries(asObject(dvhObject, `${path} 'dvh'`)).map(([structure, entry]) => {
-    const item = asObject(entry, `${path} dvh.${structure}`);
-    const curveObject = item.curve as Record<string, unknown> | undefined;
+  const metrics: Record<string, number> = {};
+  for (const key of ['mae_gy', 'rmse_gy', 'gamma']) flattenNumbers(object[key], key, metrics);
+
+  const dvhObject = object.dvh === undefined ? { ref: {}, pred: {} } : asObject(object.dvh, `${path} 'dvh'`);
+  const refMetrics = asObject(dvhObject.ref ?? {}, `${path} dvh.ref`);
+  const predMetrics = asObject(dvhObject.pred ?? {}, `${path} dvh.pred`);
+  const curves = object.dvh_curves === undefined ? {} : asObject(object.dvh_curves, `${path} 'dvh_curves'`);
+  const structures = [...new Set([...Object.keys(refMetrics), ...Object.keys(curves)])];
+  const dvh: StructureDvh[] = structures.map((structure) => {
     let curve: DvhCurve | null = null;
-    if (curveObject) {
-      const where = `${path} dvh.${structure}.curve`;
-      curve = {
-        doseGy: numberList(pick(curveObject, 'dose_gy', 'doseGy'), `${where}.dose_gy`),
-        referenceVolumePct: numberList(pick(curveObject, 'reference_volume_pct', 'referenceVolumePct'), `${where}.reference_volume_pct`),
-        predictionVolumePct: numberList(pick(curveObject, 'prediction_volume_pct', 'predictionVolumePct'), `${where}.prediction_volume_pct`),
-      };
-      if (curve.referenceVolumePct.length !== curve.doseGy.length || curve.predictionVolumePct.length !== curve.doseGy.length) {
-        throw invalidInput(`${where}: dose_gy, reference_volume_pct and prediction_volume_pct must have the same length`);
+    if (curves[structure] !== undefined) {
+      const where = `${path} dvh_curves.${structure}`;
+      const item = asObject(curves[structure], where);
+      const bin = finiteOrNull(item.bin_gy);
+      const ref = numberList(item.ref, `${where}.ref`);
+      const pred = numberList(item.pred, `${where}.pred`);
+      if (bin === null || !(bin > 0)) throw invalidInput(`${where}.bin_gy must be a positive number of Gy`);
+      const length = Math.max(ref.length, pred.length);
+      const step = Math.max(1, Math.ceil(length / DVH_FIGURE_POINTS));
+      curve = { doseGy: [], referenceVolumePct: [], predictionVolumePct: [] };
+      // Past its last bin a cumulative DVH is 0.
+      for (let i = 0; i < length; i += step) {
+        curve.doseGy.push(i * bin);
+        curve.referenceVolumePct.push(100 * (ref[i] ?? 0));
+        curve.predictionVolumePct.push(100 * (pred[i] ?? 0));
       }
     }
-    return { structure, reference: numberRecord(item.reference), prediction: numberRecord(item.prediction), curve };
+    return { structure, reference: numberRecord(refMetrics[structure]), prediction: numberRecord(predMetrics[structure]), curve };
   });
-  const constraintList = pick(object, 'constraints') ?? [];
+
+  const constraintList = object.constraints ?? [];
   if (!Array.isArray(constraintList)) throw invalidInput(`${path}: 'constraints' must be a list`);
   const constraints: ConstraintRow[] = constraintList.map((entry, index) => {
     const item = asObject(entry, `${path} constraints[${index}]`);
@@ -253,21 +281,13 @@ export function readCaseEvaluation(path: string, runDir: string): CaseEvaluation
       name: String(item.name ?? `constraint ${index + 1}`),
       limit: finiteOrNull(item.limit),
       unit: typeof item.unit === 'string' ? item.unit : '',
-      reference: finiteOrNull(item.reference),
-      prediction: finiteOrNull(item.prediction),
-      referencePass: bool(pick(item, 'reference_pass', 'referencePass')),
-      predictionPass: bool(pick(item, 'prediction_pass', 'predictionPass')),
+      reference: finiteOrNull(item.ref),
+      prediction: finiteOrNull(item.pred),
+      referencePass: bool(item.refPass),
+      predictionPass: bool(item.predPass),
     };
   });
-  const files: CaseEvaluation['files'] = {};
-  const fileObject = (pick(object, 'files') ?? {}) as Record<string, unknown>;
-  for (const key of ['reference', 'prediction', 'gamma'] as const) {
-    const value = fileObject[key];
-    if (typeof value !== 'string') continue;
-    const absolute = isAbsolute(value) ? value : resolve(runDir, value);
-    if (existsSync(absolute)) files[key] = absolute;
-  }
-  return { caseId, metrics: numberRecord(object.metrics), dvh, constraints, files };
+  return { caseId, metrics, dvh, constraints };
 }
 
 function readEvaluation(runDir: string): RunEvaluation | null {
@@ -276,7 +296,7 @@ function readEvaluation(runDir: string): RunEvaluation | null {
   const caseFiles = readdirSync(dir)
     .filter((name) => name.endsWith('.json') && name !== 'summary.json')
     .sort();
-  const cases = caseFiles.map((name) => readCaseEvaluation(join(dir, name), runDir));
+  const cases = caseFiles.map((name) => readCaseEvaluation(join(dir, name)));
   const casesCsv = join(dir, 'cases.csv');
   const summaryPath = join(dir, 'summary.json');
   const summary: RunEvaluation['summary'] = {};
@@ -348,5 +368,22 @@ export function headlineTestMetrics(run: RunFolder): { maeGy: number | null; mae
 }
 
 /** The evaluation metrics the comparison headlines: MAE over the body, and the 3%/3 mm gamma pass rate. */
-export const TEST_MAE_KEY = 'mae_body_gy';
-export const GAMMA_KEY = 'gamma_3pct_3mm_pass_pct';
+export const TEST_MAE_KEY = 'mae_gy.body';
+export const GAMMA_KEY = 'gamma.3%/3mm.pass_rate_pct';
+
+/** Where `evaluate RUN` writes the test cases' predictions. */
+export const PREDICTIONS_DIR = 'predictions';
+
+/**
+ * The reference case file (from test_cases.json, relative to the run's data folder) and the prediction
+ * (`RUN/predictions/<case>_pred.npz`) of an evaluated case; null where the file is not there.
+ */
+export function caseVolumePaths(run: RunFolder, caseId: string): { reference: string | null; prediction: string | null } {
+  const dataDir = typeof run.config.dataDir === 'string' ? run.config.dataDir : '.';
+  const index = run.testCases?.testCases.indexOf(caseId) ?? -1;
+  const named = index >= 0 ? run.testCases?.testFiles[index] : undefined;
+  const candidates = [named, `${caseId}.npz`].filter((file): file is string => typeof file === 'string');
+  const reference = candidates.map((file) => (isAbsolute(file) ? file : resolve(dataDir, file))).find((path) => existsSync(path)) ?? null;
+  const prediction = join(run.dir, PREDICTIONS_DIR, `${caseId}_pred.npz`);
+  return { reference, prediction: existsSync(prediction) ? prediction : null };
+}
