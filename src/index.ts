@@ -29,3 +29,5 @@ export {
   type SynthProgress,
 } from './data/synth.js';
 export { gammaIndex, resolveGammaSettings, type DoseVolume, type GammaSettings, type GammaResult, type GammaProgress } from './eval/gamma.js';
+export { evaluateCase, gammaStats, summariseEvaluations, type CaseEvaluation, type EvaluateOptions, type GammaStats } from './eval/evaluate.js';
+export { doseError, dilateMask, constraintTable, constraintLimits, type ConstraintCheck } from './eval/metrics.js';

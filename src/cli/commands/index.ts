@@ -13,6 +13,7 @@ import { register as report } from './report.js';
 import { register as compare } from './compare.js';
 import { register as sweep } from './sweep.js';
 import { register as gamma } from './gamma.js';
+import { register as evaluate } from './evaluate.js';
 
 /** Every command, in the order `--help` lists them. */
 export const commands: ((program: Command) => void)[] = [info, validate, inspect, split, model];
@@ -21,3 +22,4 @@ commands.push(train, predict);
 commands.push(figures, report, compare);
 commands.push(sweep);
 commands.push(gamma);
+commands.push(evaluate);
