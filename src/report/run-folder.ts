@@ -372,11 +372,11 @@ export const TEST_MAE_KEY = 'mae_gy.body';
 export const GAMMA_KEY = 'gamma.3%/3mm.pass_rate_pct';
 
 /** Where `evaluate RUN` writes the test cases' predictions. */
-export const PREDICTIONS_DIR = 'predictions';
+export const PREDICTIONS_DIR = join('evaluation', 'predictions');
 
 /**
  * The reference case file (from test_cases.json, relative to the run's data folder) and the prediction
- * (`RUN/predictions/<case>_pred.npz`) of an evaluated case; null where the file is not there.
+ * (`RUN/evaluation/predictions/<case>_pred.npz`) of an evaluated case; null where the file is not there.
  */
 export function caseVolumePaths(run: RunFolder, caseId: string): { reference: string | null; prediction: string | null } {
   const dataDir = typeof run.config.dataDir === 'string' ? run.config.dataDir : '.';

@@ -14,6 +14,7 @@ import { register as compare } from './compare.js';
 import { register as sweep } from './sweep.js';
 import { register as gamma } from './gamma.js';
 import { register as evaluate } from './evaluate.js';
+import { register as demo } from './demo.js';
 
 /** Every command, in the order `--help` lists them. */
 export const commands: ((program: Command) => void)[] = [info, validate, inspect, split, model];
@@ -23,3 +24,4 @@ commands.push(figures, report, compare);
 commands.push(sweep);
 commands.push(gamma);
 commands.push(evaluate);
+commands.push(demo);

@@ -9,6 +9,7 @@ import { comparisonText } from '../../report/compare.js';
 import { publishRuns } from '../../report/publish.js';
 import { Trainer } from '../../train/trainer.js';
 import { note } from '../output.js';
+import { evaluateRun } from './evaluate.js';
 import { addTrainFlags, progressPrinter, trainConfigFromFlags } from './train.js';
 
 /** `0.05,0.1,0.2` → the values and the text each run is named with (`<exp>_w0.05`). */
@@ -25,7 +26,7 @@ export function parseWeightList(text: string): { value: number; label: string }[
 export function register(program: Command): void {
   const command = program
     .command('sweep')
-    .description('one training run per gradient-loss weight (named <exp-name>_w<value>; 0 trains without the gradient loss), then the comparison, figures and reports')
+    .description('one training run per gradient-loss weight (named <exp-name>_w<value>; 0 trains without the gradient loss), each evaluated on its test cases, then the comparison, figures and reports')
     .requiredOption('--gradient-loss-weight <list>', 'comma-separated weights, e.g. 0.05,0.1,0.2')
     .option('--config <file>', 'JSON file of settings (the fields of fit()); flags override it')
     .option('--out <dir>', 'folder for comparison.md/.csv/.png (default: <log-dir>/<exp-name>_sweep)')
@@ -65,6 +66,10 @@ export function register(program: Command): void {
           if (result.stopReason === 'aborted') throw invalidInput(`the sweep was interrupted during ${expName}; its run folder can be resumed with 'vmat-native train --resume'`);
         } finally {
           printer.stop();
+        }
+        if (checked.testSplit > 0) {
+          note(`evaluating the test cases of ${expName}`);
+          await evaluateRun(runDirs[runDirs.length - 1]!, { device: checked.device, overwrite }, checked.threads || undefined);
         }
       }
     } finally {
