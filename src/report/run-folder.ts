@@ -320,7 +320,10 @@ export function readRunFolder(path: string): RunFolder {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw invalidInput(`run folder ${path} does not exist: expected a folder written by 'vmat-native train'`);
   }
-  const config = asObject(readJson(join(dir, 'training_config.json'), `training_config.json of ${path}`), join(dir, 'training_config.json'));
+  const written = asObject(readJson(join(dir, 'training_config.json'), `training_config.json of ${path}`), join(dir, 'training_config.json'));
+  // fit() writes the settings under "settings" beside what it derived (split sizes, parameter count, device).
+  const { settings, ...derived } = written;
+  const config = settings && typeof settings === 'object' && !Array.isArray(settings) ? { ...(settings as Record<string, unknown>), ...derived } : written;
   const metrics = readMetricsCsv(join(dir, 'metrics.csv'));
   const { summary, fromFile } = readSummary(join(dir, 'training_summary.json'), metrics);
   const environmentPath = join(dir, 'environment.json');

@@ -195,6 +195,8 @@ export async function evaluateRun(run: string, flags: EvaluateFlags, threads: nu
   const inputs = (testFiles as string[]).map((name) => join(dataDir, name));
   note(`predicting ${inputs.length} test case(s) with ${checkpoint}`);
   await predictFiles(checkpoint as string, inputs, predDir, {
+    // The run's own window: a model trained on small patches predicts differently through a much larger one.
+    patchSize: typeof (config['settings'] as Record<string, unknown> | undefined)?.['patchSize'] === 'number' ? ((config['settings'] as Record<string, unknown>)['patchSize'] as number) : undefined,
     overwrite: flags.overwrite,
     device: flags.device,
     threads,
