@@ -17,7 +17,7 @@ describe('vmat-native sweep', () => {
     expect(result.stderr).not.toContain('internal error');
     expect(result.status).toBe(0);
     for (const [name, weight] of [['tiny_w0', 0], ['tiny_w0.1', 0.1]] as const) {
-      const config = JSON.parse(readFileSync(join(logDir, name, 'training_config.json'), 'utf8'));
+      const config = JSON.parse(readFileSync(join(logDir, name, 'training_config.json'), 'utf8')).settings;
       expect(config.gradientLossWeight).toBe(weight);
       expect(config.useGradientLoss).toBe(weight > 0);
       expect(existsSync(join(logDir, name, 'evaluation', 'summary.json'))).toBe(true);

@@ -31,7 +31,7 @@ export const DEMO_SETTINGS: { quick: DemoSettings; full: DemoSettings } = {
     cases: 12,
     shape: [32, 64, 64],
     spacingMm: [5, 4, 4],
-    train: { epochs: 12, patchSize: 32, baseChannels: 8, patchesPerVolume: 2, testSplit: 0.2, lr: 1e-3, minLr: 1e-5, swBatch: 4 },
+    train: { epochs: 30, patchSize: 32, baseChannels: 8, patchesPerVolume: 2, testSplit: 0.2, lr: 2e-3, minLr: 1e-5, swBatch: 4 },
     gradientLossWeight: 0.1,
   },
   full: {
