@@ -50,7 +50,7 @@ describe('vmat-native figures', () => {
     expect(slices).toContain('Sagittal');
     const comparison = readFileSync(join(dir, 'comparison.svg'), 'utf8');
     expect(comparison).toContain('grad_loss_0.1');
-    expect(comparison).toContain('Gamma pass rate 3%/3 mm, mean ± sd (%)');
+    expect(comparison).toContain('Gamma pass rate 3%/3 mm (%)');
   });
 
   it('draws the slices to scale: panel aspect follows the voxel spacing', () => {

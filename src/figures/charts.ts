@@ -125,19 +125,19 @@ export function comparisonSpec(runs: RunFolder[]): TopLevelSpec {
     ],
   });
   const panels = [
-    panel('Validation MAE at the best epoch (Gy)', rows.map((r) => ({ run: r.run, value: r.valMae, sd: null })), '.2f'),
+    panel('Validation MAE, best epoch (Gy)', rows.map((r) => ({ run: r.run, value: r.valMae, sd: null })), '.2f'),
   ];
   const withTest = rows.filter((r) => r.maeGy !== null);
   if (withTest.length > 0) {
-    panels.push(panel('Test MAE over the body, mean ± sd (Gy)', withTest.map((r) => ({ run: r.run, value: r.maeGy!, sd: r.maeSdGy })), '.2f'));
+    panels.push(panel('Test MAE, body (Gy)', withTest.map((r) => ({ run: r.run, value: r.maeGy!, sd: r.maeSdGy })), '.2f'));
   }
   const withGamma = rows.filter((r) => r.gammaPct !== null);
   if (withGamma.length > 0) {
-    panels.push(panel('Gamma pass rate 3%/3 mm, mean ± sd (%)', withGamma.map((r) => ({ run: r.run, value: r.gammaPct!, sd: r.gammaSdPct })), '.1f'));
+    panels.push(panel('Gamma pass rate 3%/3 mm (%)', withGamma.map((r) => ({ run: r.run, value: r.gammaPct!, sd: r.gammaSdPct })), '.1f'));
   }
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: { text: 'Comparison of runs' },
+    title: { text: 'Comparison of runs', subtitle: 'test metrics: mean ± sd over the test cases', subtitleFontSize: 12, subtitleColor: '#444' },
     hconcat: panels,
   } as TopLevelSpec;
 }
