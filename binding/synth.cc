@@ -51,7 +51,11 @@ class SynthWorker : public PromiseWorker {
   }
 
  protected:
-  void Run() override { case_ = vmat::generate_synth_case(seed_, index_, shape_, spacing_); }
+  void Run() override {
+    // A case takes about a second: cancellation is honoured before it starts.
+    if (Cancelled()) throw vmat::Error(vmat::ErrorCode::Cancelled, "making the synthetic case was cancelled");
+    case_ = vmat::generate_synth_case(seed_, index_, shape_, spacing_);
+  }
 
   Napi::Value Result(Napi::Env env) override {
     auto result = Napi::Object::New(env);
@@ -77,6 +81,8 @@ class SynthWorker : public PromiseWorker {
     plan.Set("attenuationPerMm", case_.plan.attenuation_per_mm);
     plan.Set("penumbraSigmaMm", case_.plan.penumbra_sigma_mm);
     plan.Set("optimiserIterations", case_.plan.optimiser_iterations);
+    plan.Set("oarLimitGy", case_.plan.oar_limit_gy);
+    plan.Set("oarWeight", case_.plan.oar_weight);
     plan.Set("isocentreMm", isocentre);
     result.Set("plan", plan);
     return result;

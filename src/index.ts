@@ -17,6 +17,9 @@ export { modelSummary, saveInitialWeights, readCheckpointMetadata, parseModelCon
 export { Trainer, type FitOptions, type FitResult, type TrainEvent, type StopReason } from './train/trainer.js';
 export { parseTrainConfig, trainConfigSchema, TRAIN_FIELDS, type TrainConfig, type TrainConfigInput } from './config/schema.js';
 export { predictCase, predictFiles, checkpointModel, constraintSlot, CONSTRAINT_SLOTS, type PredictOptions } from './predict/predict.js';
+export { gammaIndex, resolveGammaSettings, type DoseVolume, type GammaSettings, type GammaResult, type GammaProgress } from './eval/gamma.js';
+export { evaluateCase, gammaStats, summariseEvaluations, type CaseEvaluation, type EvaluateOptions, type GammaStats } from './eval/evaluate.js';
+export { doseError, dilateMask, constraintTable, constraintLimits, type ConstraintCheck } from './eval/metrics.js';
 export {
   synthesizeCase,
   synthesizeCohort,
@@ -28,6 +31,4 @@ export {
   type SynthPlan,
   type SynthProgress,
 } from './data/synth.js';
-export { gammaIndex, resolveGammaSettings, type DoseVolume, type GammaSettings, type GammaResult, type GammaProgress } from './eval/gamma.js';
-export { evaluateCase, gammaStats, summariseEvaluations, type CaseEvaluation, type EvaluateOptions, type GammaStats } from './eval/evaluate.js';
-export { doseError, dilateMask, constraintTable, constraintLimits, type ConstraintCheck } from './eval/metrics.js';
+export { renderCaseSlicePng, doseColour, type CasePlane, type CaseSliceOptions } from './figures/case-slice.js';

@@ -1,10 +1,10 @@
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
 import { loadCase } from '../src/data/case.js';
-import { synthesizeCase } from '../src/data/synth.js';
+import { synthesizeCase, synthesizeCohort } from '../src/data/synth.js';
 import { runCli, tempDir } from './helpers.js';
 
 const tiny = ['--cases', '3', '--shape', '32,48,48'];
@@ -68,6 +68,14 @@ describe('vmat-native synth', () => {
     expect(readFileSync(join(out, 'synth_000.npz')).equals(before[0]![2])).toBe(false);
   });
 
+  it('rejects an output path that is a file', () => {
+    const file = join(tempDir('vmat-synth-'), 'not-a-folder');
+    writeFileSync(file, 'x');
+    const result = runCli(['synth', '--out', file, '--cases', '1']);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/not-a-folder is a file: expected a folder for the case files/);
+  });
+
   it.each([
     [['--shape', '30,48,48'], /shape must be 3 sizes z,y,x, each a multiple of 16/],
     [['--shape', '32,48'], /--shape must be 3 comma-separated numbers/],
@@ -91,5 +99,19 @@ describe('synthesizeCase', () => {
     expect(a.plan.beams).toBeGreaterThanOrEqual(36);
     expect(Buffer.from(a.dose!.buffer, a.dose!.byteOffset, a.dose!.byteLength).equals(Buffer.from(b.dose!.buffer, b.dose!.byteOffset, b.dose!.byteLength))).toBe(true);
     await expect(synthesizeCase(-1)).rejects.toThrow(/case index must be an integer from 0 to 99999/);
+  });
+
+  it('stops a cohort when its signal aborts, leaving only complete files', async () => {
+    const out = tempDir('vmat-synth-');
+    const controller = new AbortController();
+    const run = synthesizeCohort(out, {
+      cases: 4,
+      shape: [16, 32, 32],
+      spacingMm: [5, 4, 4],
+      signal: controller.signal,
+      onProgress: () => controller.abort(),
+    });
+    await expect(run).rejects.toMatchObject({ code: 'VMAT_CANCELLED', message: 'synth was cancelled after 1 of 4 cases' });
+    expect(readdirSync(out)).toEqual(['synth_000.npz']);
   });
 });

@@ -232,10 +232,11 @@ Anatomy make_anatomy(Rng& rng, double scale) {
   }
 
   const double head_x = rng.uniform(68, 76), head_y = p.y + rng.uniform(-8, 4), head_z = p.z + rng.uniform(-4, 10);
+  const double head_r = rng.uniform(21, 25);
   for (int side = 0; side < 2; ++side) {
     const double sx = side == 0 ? 1 : -1;
     const Vec3 head{sx * (head_x + rng.uniform(-2, 2)), head_y + rng.uniform(-2, 2), head_z + rng.uniform(-2, 2)};
-    const double r = rng.uniform(21, 25);
+    const double r = head_r + rng.uniform(-0.5, 0.5);
     a.femoral_head[side].centre = head;
     a.femoral_head[side].semi = {r, r, r};
     const Vec3 trochanter = head + Vec3{sx * 20, 4, -24};
@@ -272,12 +273,13 @@ double bone_hu(double depth_mm) { return depth_mm < 2.5 ? 1150 : 380; }
 
 Voxel classify(const Anatomy& a, Vec3 p) {
   Voxel v{-1000, 0, false};
-  const double body_r = std::hypot(p.x / a.body_a, p.y / a.body_b);
-  if (body_r > 1) return v;
+  const double bx = p.x / a.body_a, by = p.y / a.body_b;
+  if (bx * bx + by * by > 1) return v;
   v.body = true;
-  const double inner_r = std::hypot(p.x / (a.body_a - a.fat_thickness), p.y / (a.body_b - 0.8 * a.fat_thickness));
-  v.hu = inner_r > 1 ? a.fat_hu : a.muscle_hu;
-  if (inner_r <= 1 && a.pelvic_fat.contains(p)) v.hu = a.fat_hu + 10;
+  const double ix = p.x / (a.body_a - a.fat_thickness), iy = p.y / (a.body_b - 0.8 * a.fat_thickness);
+  const bool under_fat = ix * ix + iy * iy <= 1;
+  v.hu = under_fat ? a.muscle_hu : a.fat_hu;
+  if (under_fat && a.pelvic_fat.contains(p)) v.hu = a.fat_hu + 10;
 
   // Bones of the pelvis (CT only).
   for (int side = 0; side < 2; ++side) {
@@ -407,7 +409,8 @@ std::vector<uint8_t> dilate(const Grid& g, const std::vector<uint8_t>& source, d
 // penumbra and a broad scatter Gaussian, times a smooth intensity modulation, attenuated with depth in homogeneous
 // water after a short build-up. The modulation is found by a few multiplicative fluence-rescaling iterations (each
 // beamlet scaled by the dose-weighted mean of goal/dose over the objective points on its ray): PTV70 -> 70 Gy,
-// PTV56 away from PTV70 -> 56 Gy (SIB), rectum and bladder outside the targets pushed under 45 Gy. A last global
+// PTV56 away from PTV70 -> 56 Gy (SIB), rectum and bladder outside the targets pushed under a per-case limit (38 to
+// 52 Gy, with a per-case weight). A last global
 // scale sets D95(PTV70) = 70 Gy.
 constexpr int kBeams = 60;
 constexpr double kAttenuationPerMm = 0.005;  // about 6 MV beyond the build-up
@@ -496,7 +499,7 @@ struct DosePoint {
 
 struct Beam {
   double cu, su;      // lateral axis u = (cos, sin) in (x, y)
-  double ey, ex, ee;  // travel direction, body-normalised, and its squared length
+  double ey, ex, ee, inv_ee;  // travel direction, body-normalised, its squared length and the inverse of that
   double u_offset;    // maps world position to the fluence map's u coordinate
 };
 
@@ -521,6 +524,7 @@ class Plan {
       // Travel direction perpendicular to u: gantry 0 enters anteriorly and travels to +y (posterior).
       body.normalise(beam.cu, -beam.su, beam.ey, beam.ex);
       beam.ee = beam.ex * beam.ex + beam.ey * beam.ey;
+      beam.inv_ee = 1 / beam.ee;
       beam.u_offset = -(iso_x * beam.cu + iso_y * beam.su) + u_max_;
       beams_.push_back(beam);
     }
@@ -534,7 +538,7 @@ class Plan {
     const Beam& beam = beams_[k];
     // Entry point: the ray p - t*d meets the ellipse at the larger root of |q - t e|^2 = 1.
     const double qe = p.qx * beam.ex + p.qy * beam.ey;
-    const double depth = (qe + std::sqrt(std::max(0.0, qe * qe - beam.ee * p.qq))) / beam.ee;
+    const double depth = (qe + std::sqrt(std::max(0.0, qe * qe - beam.ee * p.qq))) * beam.inv_ee;
     fu = (p.wx * beam.cu + p.wy * beam.su + beam.u_offset) / kFluenceBinMm;
     return depth_dose_(depth);
   }
@@ -545,6 +549,21 @@ class Plan {
     const float t = static_cast<float>(fu - static_cast<double>(iu));
     const int64_t at = (static_cast<int64_t>(k) * g_.nz + z) * nu_ + iu;
     return fluence_[at] + t * (fluence_[at + 1] - fluence_[at]);
+  }
+
+  // Dose at points that all lie on slice z, beam by beam (the same sums, in the same order, as dose()).
+  void dose_on_slice(int64_t z, const std::vector<DosePoint>& points, float* out) const {
+    std::fill(out, out + points.size(), 0.f);
+    for (int k = 0; k < kBeams; ++k) {
+      const float* row = fluence_.data() + (static_cast<int64_t>(k) * g_.nz + z) * nu_;
+      for (size_t j = 0; j < points.size(); ++j) {
+        double fu;
+        const float dd = depth_dose_at(k, points[j], fu);
+        const int64_t iu = std::clamp<int64_t>(static_cast<int64_t>(fu), 0, nu_ - 2);
+        const float t = static_cast<float>(fu - static_cast<double>(iu));
+        out[j] += dd * (row[iu] + t * (row[iu + 1] - row[iu]));
+      }
+    }
   }
 
   float dose(const DosePoint& p) const {
@@ -720,6 +739,9 @@ SynthCase generate_synth_case(uint64_t seed, int index, std::array<int64_t, 3> s
   const double scale = std::min({1.0, 0.5 * g.nx * g.sx / 128.0, 0.5 * g.ny * g.sy / 118.0, 0.5 * g.nz * g.sz / 120.0});
   const Anatomy anatomy = make_anatomy(rng, scale);
   const double noise_sigma_hu = rng.uniform(10, 16);
+  // Planners trade rectum and bladder sparing against target coverage differently: the achieved constraint values
+  // then vary between cases, as the model's constraint input expects.
+  const double oar_limit_gy = rng.uniform(30, 50), oar_weight = rng.uniform(0.1, 0.8);
 
   SynthCase out;
   char id[32];
@@ -763,9 +785,9 @@ SynthCase generate_synth_case(uint64_t seed, int index, std::array<int64_t, 3> s
   const BodyEllipse body_ellipse{scale * anatomy.shift.y, scale * anatomy.shift.x, cos_yaw, sin_yaw,
                                  scale * anatomy.body_a, scale * anatomy.body_b};
   // Objective points: PTV70 (70 Gy), PTV56 outside a transition zone around PTV70 (56 Gy), and rectum and bladder
-  // outside the same zone around PTV56 (at most 45 Gy, weaker).
+  // outside a zone around PTV56 (at most the case's limit, weaker).
   const std::vector<uint8_t> near70 = dilate(g, ptv70, 4.0 * scale, body);
-  const std::vector<uint8_t> near56 = dilate(g, ptv56, 6.0 * scale, body);
+  const std::vector<uint8_t> near56 = dilate(g, ptv56, 3.0 * scale, body);
   std::vector<DosePoint> ptv56_points, objective, ptv70_points;
   std::vector<float> goal, weight;
   double iso[3] = {0, 0, 0};
@@ -783,7 +805,7 @@ SynthCase generate_synth_case(uint64_t seed, int index, std::array<int64_t, 3> s
         } else if (ptv56[i] && !near70[i]) {
           objective.push_back(p), goal.push_back(56.f), weight.push_back(1.f);
         } else if ((labels[i] & (kRectum | kBladder)) && !near56[i] && (x + y) % 2 == 0) {  // sampled: cheaper
-          objective.push_back(p), goal.push_back(-45.f), weight.push_back(0.3f);
+          objective.push_back(p), goal.push_back(static_cast<float>(-oar_limit_gy)), weight.push_back(static_cast<float>(oar_weight));
         }
       }
   require(!ptv70_points.empty(),
@@ -802,12 +824,19 @@ SynthCase generate_synth_case(uint64_t seed, int index, std::array<int64_t, 3> s
   out.dose = torch::zeros({g.nz, g.ny, g.nx}, torch::kFloat);
   float* dose = out.dose.data_ptr<float>();
   at::parallel_for(0, g.nz, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t z = begin; z < end; ++z)
+    std::vector<DosePoint> points;
+    std::vector<float> values;
+    for (int64_t z = begin; z < end; ++z) {
+      points.clear();
       for (int64_t y = 0; y < g.ny; ++y)
-        for (int64_t x = 0; x < g.nx; ++x) {
-          const int64_t i = (z * g.ny + y) * g.nx + x;
-          if (body[i]) dose[i] = plan.dose(dose_point(g, body_ellipse, z, y, x));
-        }
+        for (int64_t x = 0; x < g.nx; ++x)
+          if (body[(z * g.ny + y) * g.nx + x]) points.push_back(dose_point(g, body_ellipse, z, y, x));
+      values.resize(points.size());
+      plan.dose_on_slice(z, points, values.data());
+      size_t j = 0;
+      for (int64_t i = z * g.slice(); i < (z + 1) * g.slice(); ++i)
+        if (body[i]) dose[i] = values[j++];
+    }
   });
 
   // Masks in the canonical order.
@@ -848,6 +877,8 @@ SynthCase generate_synth_case(uint64_t seed, int index, std::array<int64_t, 3> s
   out.plan.attenuation_per_mm = kAttenuationPerMm;
   out.plan.penumbra_sigma_mm = kPenumbraSigmaMm;
   out.plan.optimiser_iterations = kOptimiserIterations;
+  out.plan.oar_limit_gy = oar_limit_gy;
+  out.plan.oar_weight = oar_weight;
   out.plan.isocentre_mm = {iso[0] + 0.5 * (g.nz - 1) * g.sz, iso[1] + 0.5 * (g.ny - 1) * g.sy, iso[2] + 0.5 * (g.nx - 1) * g.sx};
   return out;
 }

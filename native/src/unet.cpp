@@ -1,5 +1,7 @@
 #include "vmat/unet.h"
 
+#include "vmat/norm_act.h"
+
 #include <sstream>
 
 #include "json_lite.h"
@@ -81,10 +83,17 @@ ResBlockImpl::ResBlockImpl(int64_t cin, int64_t cout, int64_t embed_dim) {
 }
 
 at::Tensor ResBlockImpl::forward(const at::Tensor& x, const at::Tensor& embedding_silu) {
+  const auto scale_shift = film(embedding_silu).chunk(2, 1);
+  if (fused_norm_act_enabled(x)) {
+    // The same function with GroupNorm, SiLU, FiLM and the residual add fused (norm_act.h).
+    auto h = group_norm_silu_film(conv1(x), norm1->weight, norm1->bias, norm1->options.num_groups(),
+                                  norm1->options.eps(), scale_shift[0], scale_shift[1], {});
+    return group_norm_silu_film(conv2(h), norm2->weight, norm2->bias, norm2->options.num_groups(),
+                                norm2->options.eps(), {}, {}, skip ? skip(x) : x);
+  }
   auto h = torch::silu(norm1(conv1(x)));
-  const auto film_out = film(embedding_silu).unsqueeze(-1).unsqueeze(-1).unsqueeze(-1);
-  const auto scale_shift = film_out.chunk(2, 1);
-  h = h * (1 + scale_shift[0]) + scale_shift[1];
+  h = torch::addcmul(scale_shift[1].unsqueeze(-1).unsqueeze(-1).unsqueeze(-1), h,
+                     1 + scale_shift[0].unsqueeze(-1).unsqueeze(-1).unsqueeze(-1));  // h * (1 + scale) + shift in one pass
   h = torch::silu(norm2(conv2(h)));
   return h + (skip ? skip(x) : x);
 }

@@ -41,7 +41,8 @@ export async function runCli(argv: string[]): Promise<number> {
   const verbose = args.includes('--verbose');
   try {
     await program.parseAsync(args, { from: 'user' });
-    return 0;
+    // A command may report failure without throwing (e.g. a failed self-check) by setting process.exitCode.
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (error) {
     if (error instanceof CommanderError) {
       // help and version exit through here with code 0; commander has already printed its message.

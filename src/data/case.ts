@@ -82,8 +82,9 @@ async function readCase(path: string, options: LoadCaseOptions): Promise<{ data?
     const code = (error as { code?: string }).code;
     if (code === 'ENOENT') throw invalidInput(`${path} does not exist: expected a case file (.npz)`);
     if (code === 'EISDIR') throw invalidInput(`${path} is a folder: expected a case file (.npz)`);
-    if (code !== 'VMAT_INVALID_INPUT') throw error;
-    return { problems: [{ file: path, key: '', message: (error as Error).message }] };
+    if (code === 'VMAT_INVALID_INPUT') return { problems: [{ file: path, key: '', message: (error as Error).message }] };
+    if (code && /^E[A-Z]+$/.test(code)) return { problems: [{ file: path, key: '', message: `${path} cannot be read: ${(error as Error).message}` }] };
+    throw error;
   }
   const checker = new Checker(path, arrays);
   const data = arrays.has('metadata') ? readPredecessor(checker, options) : readFormat1(checker, options);
@@ -298,7 +299,11 @@ function readPredecessor(checker: Checker, options: LoadCaseOptions): CaseData |
   if (dose) checker.finite('dose', dose.data as Float32Array, true);
   const masks = checker.numeric('masks', ['uint8', 'bool'], [-1, ...grid], dims ? `[S,${dims.join(',')}] ([S,Y,X,Z] on the CT grid)` : '[S,Y,X,Z]');
   if (masks) checker.binary('masks', masks.data as Uint8Array);
-  const masksSdf = checker.numeric('masks_sdf', ['float32', 'float16'], masks ? masks.shape : [-1, ...grid], '[S,Y,X,Z] like masks', false);
+  // v2.4 keeps 8 distance channels beside its 9 masks: a cache of fewer channels than masks is accepted, not used.
+  const masksSdf = checker.numeric('masks_sdf', ['float32', 'float16'], [-1, ...grid], '[S,Y,X,Z] like masks', false);
+  if (masksSdf && masks && masksSdf.shape[0]! > masks.shape[0]!) {
+    checker.report('masks_sdf', 'has more channels than masks', `at most ${masks.shape[0]} channels`, `${masksSdf.shape[0]}`);
+  }
   const constraintsArray = checker.numeric('constraints', ['float32', 'float64'], [CONSTRAINT_SLOTS], `[${CONSTRAINT_SLOTS}]`);
 
   const channels = masks?.shape[0];
@@ -331,7 +336,7 @@ function readPredecessor(checker: Checker, options: LoadCaseOptions): CaseData |
 
   if (checker.problems.length > 0 || !ct || !dims || !masks || !names || !spacing || !constraintsArray) return undefined;
   const [y, x, z] = dims;
-  const sdf = masksSdf ? fromYXZ(masksSdf.data as Float32Array, channels!, y, x, z) : undefined;
+  const sdf = masksSdf && masksSdf.shape[0] === channels ? fromYXZ(masksSdf.data as Float32Array, channels!, y, x, z) : undefined;
   const maskData = fromYXZ(masks.data as Uint8Array, channels!, y, x, z);
   if (sdf) {
     // v2.2 wrote +1 for an empty structure; the convention here (data.md) is 0.

@@ -9,7 +9,7 @@
  * give a byte-identical file, and atomic (a temporary file renamed into place).
  */
 import { randomBytes } from 'node:crypto';
-import { open, link, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { access, link, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import * as zlib from 'node:zlib';
 
@@ -276,12 +276,19 @@ export async function writeNpz(path: string, arrays: [string, WritableNpyArray][
     if (options.overwrite) {
       await rename(temp, path);
     } else {
-      // link() fails if the name exists: no check-then-write race with another writer.
-      await link(temp, path).catch((error: NodeJS.ErrnoException) => {
-        if (error.code === 'EEXIST') throw invalidInput(`${path} already exists: expected a new file name, or pass overwrite to replace it`);
-        throw error;
-      });
-      await unlink(temp);
+      // link() fails if the name exists: no check-then-write race with another writer. File systems without hard
+      // links fall back to a check, then rename().
+      const exists = () => invalidInput(`${path} already exists: expected a new file name, or pass overwrite to replace it`);
+      try {
+        await link(temp, path);
+        await unlink(temp);
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST') throw exists();
+        if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw error;
+        if (await access(path).then(() => true, () => false)) throw exists();
+        await rename(temp, path);
+      }
     }
   } catch (error) {
     await file.close().catch(() => undefined);

@@ -2,11 +2,11 @@
  * The synthetic prostate SIB cohort (cli.md "The synthetic cohort"): made natively (binding/synth.cc), deterministic
  * per (seed, index), written as format 1 case files. Every command works on it without patient data.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { invalidInput } from '../errors.js';
+import { VmatError, invalidInput } from '../errors.js';
 import { doseMetrics } from '../metrics/dvh.js';
 import { callNative } from '../native/call.js';
 import { loadNative } from '../native/loader.js';
@@ -38,6 +38,9 @@ export interface SynthPlan {
   attenuationPerMm: number;
   penumbraSigmaMm: number;
   optimiserIterations: number;
+  /** rectum and bladder outside the targets: at most this dose (Gy), with this weight relative to the targets' */
+  oarLimitGy: number;
+  oarWeight: number;
   /** (z, y, x) mm from the first voxel's centre */
   isocentreMm: [number, number, number];
 }
@@ -135,6 +138,7 @@ export async function synthesizeCase(index: number, options: SynthCaseOptions = 
  */
 export async function synthesizeCohort(outDir: string, options: SynthCohortOptions = {}): Promise<SynthCohortResult> {
   const resolved = resolveSynthOptions(options);
+  if (existsSync(outDir) && !statSync(outDir).isDirectory()) throw invalidInput(`${outDir} is a file: expected a folder for the case files`);
   const files = Array.from({ length: resolved.cases }, (_, index) => join(outDir, `${synthCaseId(index)}.npz`));
   if (!options.overwrite) {
     const existing = files.filter((file) => existsSync(file));
@@ -146,9 +150,19 @@ export async function synthesizeCohort(outDir: string, options: SynthCohortOptio
   }
   await mkdir(outDir, { recursive: true });
   const started = performance.now();
+  const make = (index: number) => {
+    const pending = synthesizeCase(index, { ...options, ...resolved });
+    pending.catch(() => undefined); // awaited below; this only keeps an early exit from leaving it unhandled
+    return pending;
+  };
+  // The next case is generated natively (off the event loop) while this one is compressed and written.
+  let next = make(0);
   for (let index = 0; index < resolved.cases; index++) {
     const caseStarted = performance.now();
-    const data = await synthesizeCase(index, { ...options, ...resolved });
+    if (options.signal?.aborted) throw new VmatError('VMAT_CANCELLED', `synth was cancelled after ${index} of ${resolved.cases} cases`);
+    const data = await next;
+    if (index + 1 < resolved.cases) next = make(index + 1);
+    if (options.signal?.aborted) throw new VmatError('VMAT_CANCELLED', `synth was cancelled after ${index} of ${resolved.cases} cases`);
     await saveCase(files[index]!, data, { overwrite: options.overwrite });
     if (options.onProgress) {
       const voxels = data.shape[0] * data.shape[1] * data.shape[2];

@@ -147,7 +147,15 @@ export interface NativeSynthCase {
   constraints: Float32Array;
   shape: [number, number, number];
   spacingMm: [number, number, number];
-  plan: { beams: number; attenuationPerMm: number; penumbraSigmaMm: number; optimiserIterations: number; isocentreMm: [number, number, number] };
+  plan: {
+    beams: number;
+    attenuationPerMm: number;
+    penumbraSigmaMm: number;
+    optimiserIterations: number;
+    oarLimitGy: number;
+    oarWeight: number;
+    isocentreMm: [number, number, number];
+  };
 }
 
 /** One case for the training engine (binding/train.cc); the arrays are viewed, not copied. */

@@ -30,6 +30,8 @@ struct SynthPlanSummary {
   double attenuation_per_mm = 0;      // exponential fall-off with depth beyond build-up
   double penumbra_sigma_mm = 0;       // Gaussian blur of the aperture edges
   int optimiser_iterations = 0;       // fluence-rescaling iterations
+  double oar_limit_gy = 0;            // rectum and bladder objective outside the targets: at most this dose,
+  double oar_weight = 0;              // with this weight relative to the targets'
   std::array<double, 3> isocentre_mm{};  // (z, y, x) from the volume's first voxel centre
 };
 

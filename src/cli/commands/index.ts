@@ -1,27 +1,32 @@
 import type { Command } from 'commander';
 
+import { register as evaluate } from './evaluate.js';
+import { register as gamma } from './gamma.js';
 import { register as info } from './info.js';
 import { register as inspect } from './inspect.js';
 import { register as model } from './model.js';
+import { register as predict } from './predict.js';
 import { register as split } from './split.js';
-import { register as validate } from './validate.js';
 import { register as synth } from './synth.js';
 import { register as train } from './train.js';
-import { register as predict } from './predict.js';
+import { register as validate } from './validate.js';
 import { register as figures } from './figures.js';
 import { register as report } from './report.js';
 import { register as compare } from './compare.js';
 import { register as sweep } from './sweep.js';
-import { register as gamma } from './gamma.js';
-import { register as evaluate } from './evaluate.js';
 import { register as demo } from './demo.js';
 
-/** Every command, in the order `--help` lists them. */
-export const commands: ((program: Command) => void)[] = [info, validate, inspect, split, model];
-commands.push(synth);
-commands.push(train, predict);
-commands.push(figures, report, compare);
-commands.push(sweep);
-commands.push(gamma);
-commands.push(evaluate);
-commands.push(demo);
+/** Every command, in the order `--help` lists them: set-up, data, model, training, prediction, evaluation. */
+export const commands: ((program: Command) => void)[] = [
+  info,
+  synth,
+  validate,
+  inspect,
+  split,
+  model,
+  train,
+  predict,
+  gamma,
+  evaluate,
+];
+commands.push(figures, report, compare, sweep, demo);
