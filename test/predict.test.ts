@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -9,7 +9,7 @@ import { buildModelInput } from '../src/data/inputs.js';
 import { encodeNpy, parseNpy } from '../src/data/npy.js';
 import { predictCase } from '../src/predict/predict.js';
 import { Trainer } from '../src/train/trainer.js';
-import { repoRoot, runCli, tempDir } from './helpers.js';
+import { cliPath, repoRoot, runCli, tempDir } from './helpers.js';
 import { tinyCase, writeTinyCohort } from './train-cases.js';
 
 let dataDir: string;
@@ -140,5 +140,27 @@ describe('vmat-native train', () => {
     const fromFile = runCli(['train', '--config', file]);
     expect(fromFile.status).toBe(1);
     expect(fromFile.stderr).toMatch(/precision \(--precision\): got 'fp4'/);
+  });
+
+  it('stops cleanly on Ctrl-C (SIGINT): finishes the step, writes last, stop reason aborted, exit 0', async () => {
+    const runs = tempDir('vmat-cli-sigint-');
+    const child = spawn(process.execPath, [cliPath, 'train', '--exp-name', 'int', '--data-dir', dataDir, '--log-dir', runs, '--epochs', '200', '--patch-size', '16', '--base-channels', '8', '--device', 'cpu', '--threads', '1'], {
+      env: { ...process.env, OMP_WAIT_POLICY: 'passive' },
+    });
+    let stderr = '';
+    let stdout = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    const status = await new Promise<number | null>((resolveExit) => {
+      child.stderr.on('data', (chunk) => {
+        stderr += chunk;
+        if (/epoch 1\/200/.test(stderr) && !child.killed) child.kill('SIGINT');
+      });
+      child.on('exit', (code) => resolveExit(code));
+    });
+    expect(stderr).toMatch(/stopping after this step/);
+    expect(status).toBe(0);
+    expect(stdout).toMatch(/stopped \(aborted\)/);
+    expect(existsSync(join(runs, 'int', 'checkpoints', 'last.safetensors'))).toBe(true);
+    expect(JSON.parse(readFileSync(join(runs, 'int', 'training_summary.json'), 'utf8')).stopReason).toBe('aborted');
   });
 });

@@ -67,6 +67,9 @@ describe('Trainer.fit', () => {
     const step = events.find((e) => e.type === 'step')!;
     expect(step).toMatchObject({ epoch: 1, step: 1, steps: 4 });
     expect(Object.keys(step)).toEqual(expect.arrayContaining(['loss', 'voxelsPerSecond', 'etaSeconds']));
+    expect(events.filter((e) => e.type === 'validate')).toHaveLength(2); // 1 validation case, 2 epochs
+    const epoch = events.find((e) => e.type === 'epoch')!;
+    expect(epoch.type === 'epoch' && epoch.dataWaitFraction).toBeGreaterThanOrEqual(0);
     const summary = JSON.parse(readFileSync(join(runDir, 'training_summary.json'), 'utf8'));
     expect(summary).toMatchObject({ stopReason: 'max_epochs', epochsRun: 2, bestEpoch: result.bestEpoch });
   });

@@ -81,17 +81,24 @@ void cut_patch(const SamplingCase& source, const PatchPlan& plan, const PatchSam
     index[a].resize(p);
     for (int64_t i = 0; i < p; ++i) index[a][i] = plan.origin[a] + std::clamp<int64_t>(i - plan.shift[a], 0, p - 1);
   }
-  if (plan.flip_x) std::reverse(index[2].begin(), index[2].end());
   const float* in = source.input.data_ptr<float>();
   const float* dose_in = source.dose.data_ptr<float>();
   float* out = input.data_ptr<float>();
   float* dose_out = dose.data_ptr<float>();
+  // Along x (the contiguous axis) the source is a run of consecutive voxels between two edge fills: copy it as a
+  // block (reversed under the flip) rather than voxel by voxel.
+  const int64_t t = std::clamp<int64_t>(plan.shift[2], -(p - 1), p - 1);
+  const int64_t run_start = std::max<int64_t>(0, t), run_end = std::min<int64_t>(p, p + t);  // output range of the run
+  const int64_t first_x = plan.origin[2] + std::max<int64_t>(0, -t), last_x = plan.origin[2] + p - 1 - std::max<int64_t>(0, t);
   auto copy_channel = [&](const float* src, float* dst) {
     for (int64_t z = 0; z < p; ++z) {
       for (int64_t y = 0; y < p; ++y) {
         const float* row = src + (index[0][z] * sy + index[1][y]) * sx;
         float* target = dst + (z * p + y) * p;
-        for (int64_t x = 0; x < p; ++x) target[x] = row[index[2][x]];
+        std::fill(target, target + run_start, row[first_x]);
+        std::copy(row + first_x, row + last_x + 1, target + run_start);
+        std::fill(target + run_end, target + p, row[last_x]);
+        if (plan.flip_x) std::reverse(target, target + p);
       }
     }
   };

@@ -7,6 +7,11 @@
 
 #include "vmat/error.h"
 
+// libtorch 2.4 added the per-device autocast calls; 1.x-2.3 have the CUDA-only ones.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define VMAT_AUTOCAST_PER_DEVICE 1
+#endif
+
 namespace vmat {
 
 std::vector<int64_t> window_starts(int64_t size, int64_t patch, double overlap) {
@@ -46,7 +51,7 @@ void with_autocast(bool enabled, torch::Device device, at::ScalarType dtype, con
     fn();
     return;
   }
-#if TORCH_VERSION_MAJOR >= 2
+#ifdef VMAT_AUTOCAST_PER_DEVICE
   const bool was = at::autocast::is_autocast_enabled(at::kCUDA);
   const auto previous_dtype = at::autocast::get_autocast_dtype(at::kCUDA);
   at::autocast::set_autocast_enabled(at::kCUDA, true);
@@ -58,7 +63,7 @@ void with_autocast(bool enabled, torch::Device device, at::ScalarType dtype, con
   at::autocast::set_autocast_gpu_dtype(dtype);
 #endif
   auto restore = [&] {
-#if TORCH_VERSION_MAJOR >= 2
+#ifdef VMAT_AUTOCAST_PER_DEVICE
     at::autocast::set_autocast_enabled(at::kCUDA, was);
     at::autocast::set_autocast_dtype(at::kCUDA, previous_dtype);
 #else

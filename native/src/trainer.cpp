@@ -344,11 +344,13 @@ TrainResult train_model(const std::vector<TrainingCase>& train_cases, const std:
       for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
       const auto epoch_start = Clock::now();
       double voxels = 0, step_seconds = 0;
+      double data_wait_seconds = 0;  // the device idles while the step waits for the loader
       model->train();
       if (state.step < steps) loader.start_epoch(epoch, state.step);
       for (; state.step < steps; ++state.step) {
         const auto step_start = Clock::now();
         auto batch = loader.next();
+        data_wait_seconds += seconds_since(step_start);
         auto input = batch.input.to(device, /*non_blocking=*/true);
         auto target = batch.dose.to(device, true);
         auto constraints = batch.constraints.to(device, true);
@@ -426,7 +428,14 @@ TrainResult train_model(const std::vector<TrainingCase>& train_cases, const std:
       model->eval();
       double val_loss = 0, val_mae = 0, ptv_mae = 0;
       int64_t ptv_cases = 0;
-      for (const auto& item : val_cases) {
+      for (size_t index = 0; index < val_cases.size(); ++index) {
+        const auto& item = val_cases[index];
+        emit(JsonEvent("validate")
+                 .integer("epoch", epoch + 1)
+                 .string("case", item.id)
+                 .integer("index", static_cast<int64_t>(index) + 1)
+                 .integer("of", static_cast<int64_t>(val_cases.size()))
+                 .str());
         if (cancelled()) {
           // Training of this epoch is complete; a resume validates it.
           save_checkpoint(last_path, epoch + 1, std::numeric_limits<double>::quiet_NaN());
@@ -479,6 +488,7 @@ TrainResult train_model(const std::vector<TrainingCase>& train_cases, const std:
                .number("valMaePtv70Gy", val_ptv)
                .number("epochSeconds", epoch_seconds)
                .number("voxelsPerSecond", step_seconds > 0 ? voxels / step_seconds : 0)
+               .number("dataWaitFraction", step_seconds > 0 ? data_wait_seconds / step_seconds : 0)
                .boolean("improved", improved)
                .integer("bestEpoch", state.best_epoch)
                .number("bestValMaeGy", state.best_val_mae)

@@ -57,6 +57,8 @@ export interface EpochEvent {
   valMaePtv70Gy: number | null;
   epochSeconds: number;
   voxelsPerSecond: number;
+  /** Fraction of the training steps' time spent waiting for the patch loader (device idle for want of data). */
+  dataWaitFraction: number;
   improved: boolean;
   bestEpoch: number;
   bestValMaeGy: number;
@@ -69,6 +71,14 @@ export interface CheckpointEvent {
   valMaeGy?: number;
   step?: number;
 }
+/** Validation of one whole case, after each epoch. */
+export interface ValidateEvent {
+  type: 'validate';
+  epoch: number;
+  case: string;
+  index: number;
+  of: number;
+}
 /** Loading progress (before the native engine starts). */
 export interface LoadEvent {
   type: 'load';
@@ -77,7 +87,7 @@ export interface LoadEvent {
   of: number;
   warnings: string[];
 }
-export type TrainEvent = LoadEvent | StartEvent | StepEvent | EpochEvent | CheckpointEvent;
+export type TrainEvent = LoadEvent | StartEvent | StepEvent | ValidateEvent | EpochEvent | CheckpointEvent;
 
 export interface FitOptions {
   onProgress?: (event: TrainEvent) => void;

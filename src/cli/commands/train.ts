@@ -60,9 +60,14 @@ export function progressPrinter(tty: boolean) {
           bar.start(event.steps, event.step - 1, { epoch: `${event.epoch}/${event.epochs}`, loss: '-', vps: '-' });
         }
         bar.update(event.step, { epoch: `${event.epoch}/${event.epochs}`, loss: event.loss.toFixed(4), vps: Math.round(event.voxelsPerSecond).toLocaleString('en-US') });
+      } else if (event.type === 'validate' && tty) {
+        bar?.stop();
+        bar = undefined;
+        process.stderr.write(`\rvalidating ${event.index}/${event.of} (${event.case}, whole volume)\x1b[K`);
       } else if (event.type === 'epoch') {
         bar?.stop();
         bar = undefined;
+        if (tty) process.stderr.write('\r\x1b[K');
         note(
           `epoch ${event.epoch}/${event.epochs}  lr ${event.lr.toExponential(2)}  train_loss ${format(event.trainLoss, 4)}  val_loss ${format(event.valLoss, 4)}  ` +
             `val_mae ${format(event.valMaeGy, 3)} Gy  ptv70 ${format(event.valMaePtv70Gy, 3)} Gy  ${format(event.epochSeconds, 1)} s${event.improved ? '  (best)' : ''}`,
