@@ -8,7 +8,9 @@ import { encodeNpy, parseNpy } from '../src/data/npy.js';
 import { evaluateCase, gammaStats } from '../src/eval/evaluate.js';
 import { gammaIndex } from '../src/eval/gamma.js';
 import { constraintTable, dilateMask, doseError } from '../src/eval/metrics.js';
+import { Trainer } from '../src/train/trainer.js';
 import { runCli, tempDir } from './helpers.js';
+import { writeTinyCohort } from './train-cases.js';
 
 const SHAPE: [number, number, number] = [16, 20, 20];
 const SPACING: [number, number, number] = [2.5, 2, 2];
@@ -277,5 +279,28 @@ describe('vmat-native evaluate', () => {
     expect(grids.status).toBe(1);
     expect(grids.stderr).toMatch(/case_9 are on different grids/);
     expect(existsSync(out)).toBe(false);
+  });
+});
+
+describe('vmat-native evaluate RUN', () => {
+  it("predicts the run's test cases with its best checkpoint and evaluates them into RUN/evaluation", async () => {
+    const dataDir = tempDir('vmat-eval-data-');
+    await writeTinyCohort(dataDir, 5);
+    const result = await new Trainer().fit({
+      dataDir, logDir: tempDir('vmat-eval-runs-'), expName: 'e', epochs: 1, patchSize: 16, baseChannels: 8, patchesPerVolume: 1, device: 'cpu', threads: 1,
+    });
+    const run = result.runDir;
+    const test = JSON.parse(readFileSync(join(run, 'test_cases.json'), 'utf8')) as { test_cases: string[] };
+    const evaluated = runCli(['evaluate', run, '--json', '--device', 'cpu', '--threads', '1']);
+    expect(evaluated.status, evaluated.stderr).toBe(0);
+    const json = JSON.parse(evaluated.stdout);
+    expect(json.cases.map((c: { case_id: string }) => c.case_id)).toEqual(test.test_cases);
+    expect(json.out).toBe(join(run, 'evaluation'));
+    expect(existsSync(join(run, 'evaluation', 'predictions', `${test.test_cases[0]}_pred.npz`))).toBe(true);
+    expect(existsSync(join(run, 'evaluation', 'summary.json'))).toBe(true);
+    expect(json.cases[0].mae_gy.body).toBeGreaterThan(0);
+    const notRun = runCli(['evaluate', dataDir]);
+    expect(notRun.status).toBe(1);
+    expect(notRun.stderr).toMatch(/is not a run folder/);
   });
 });

@@ -80,46 +80,61 @@ VMAT_HD int64_t floor_index(double value) {
   return static_cast<double>(truncated) > value ? truncated - 1 : truncated;
 }
 
-// Trilinear interpolation of the evaluated dose at p (mm), in pymedphys' order (first axis, then second, then
-// third). Outside the grid: +inf; a point on a boundary plane is inside.
-VMAT_HD double interpolate(const Params& k, const double p[3]) {
-  int64_t lo[3], hi[3];
-  double w[3];
-  for (int a = 0; a < 3; ++a) {
-    if (!(p[a] >= k.eval.origin[a] && p[a] <= k.eval.upper[a])) return INFINITY;
-    const int64_t n = k.eval.n[a];
-    if (n == 1) {
-      lo[a] = hi[a] = 0;
-      w[a] = 0.0;
-      continue;
-    }
-    // p >= origin, so the fractional index is >= 0 and truncation is floor.
-    const double index = mul(sub(p[a], k.eval.origin[a]), k.eval.inverse_spacing[a]);
-    const int64_t i0 = clamp_index(static_cast<int64_t>(index), 0, n - 2);
-    lo[a] = i0;
-    hi[a] = i0 + 1;
-    w[a] = sub(index, static_cast<double>(i0));
+// Where coordinate x (mm) falls on axis a of the evaluated grid: the lower node, the upper node and the weight of
+// the upper one. False outside the grid; a point on a boundary plane is inside.
+struct AxisPosition {
+  int64_t lo;
+  int64_t hi;
+  double w;
+};
+
+VMAT_HD bool axis_position(const Params& k, int a, double x, AxisPosition* position) {
+  if (!(x >= k.eval.origin[a] && x <= k.eval.upper[a])) return false;
+  const int64_t n = k.eval.n[a];
+  if (n == 1) {
+    *position = {0, 0, 0.0};
+    return true;
   }
+  // x >= origin, so the fractional index is >= 0 and truncation is floor.
+  const double index = mul(sub(x, k.eval.origin[a]), k.eval.inverse_spacing[a]);
+  const int64_t i0 = clamp_index(static_cast<int64_t>(index), 0, n - 2);
+  *position = {i0, i0 + 1, sub(index, static_cast<double>(i0))};
+  return true;
+}
+
+// Trilinear interpolation of the evaluated dose at (x0, x1) on the first two axes and a known third-axis position,
+// in pymedphys' order (first axis, then second, then third). Outside the grid: +inf.
+VMAT_HD double interpolate_at(const Params& k, double x0, double x1, const AxisPosition& p2) {
+  AxisPosition p0, p1;
+  if (!axis_position(k, 0, x0, &p0) || !axis_position(k, 1, x1, &p1)) return INFINITY;
   const int64_t s0 = k.eval.n[1] * k.eval.n[2];
   const int64_t s1 = k.eval.n[2];
   const float* e = k.eval_dose;
-  const double c000 = e[lo[0] * s0 + lo[1] * s1 + lo[2]];
-  const double c001 = e[lo[0] * s0 + lo[1] * s1 + hi[2]];
-  const double c010 = e[lo[0] * s0 + hi[1] * s1 + lo[2]];
-  const double c011 = e[lo[0] * s0 + hi[1] * s1 + hi[2]];
-  const double c100 = e[hi[0] * s0 + lo[1] * s1 + lo[2]];
-  const double c101 = e[hi[0] * s0 + lo[1] * s1 + hi[2]];
-  const double c110 = e[hi[0] * s0 + hi[1] * s1 + lo[2]];
-  const double c111 = e[hi[0] * s0 + hi[1] * s1 + hi[2]];
-  const double u0 = sub(1.0, w[0]);
-  const double c00 = add(mul(c000, u0), mul(c100, w[0]));
-  const double c01 = add(mul(c001, u0), mul(c101, w[0]));
-  const double c10 = add(mul(c010, u0), mul(c110, w[0]));
-  const double c11 = add(mul(c011, u0), mul(c111, w[0]));
-  const double u1 = sub(1.0, w[1]);
-  const double c0 = add(mul(c00, u1), mul(c10, w[1]));
-  const double c1 = add(mul(c01, u1), mul(c11, w[1]));
-  return add(mul(c0, sub(1.0, w[2])), mul(c1, w[2]));
+  const float* l0 = e + p0.lo * s0;
+  const float* h0 = e + p0.hi * s0;
+  const double c000 = l0[p1.lo * s1 + p2.lo];
+  const double c001 = l0[p1.lo * s1 + p2.hi];
+  const double c010 = l0[p1.hi * s1 + p2.lo];
+  const double c011 = l0[p1.hi * s1 + p2.hi];
+  const double c100 = h0[p1.lo * s1 + p2.lo];
+  const double c101 = h0[p1.lo * s1 + p2.hi];
+  const double c110 = h0[p1.hi * s1 + p2.lo];
+  const double c111 = h0[p1.hi * s1 + p2.hi];
+  const double u0 = sub(1.0, p0.w);
+  const double c00 = add(mul(c000, u0), mul(c100, p0.w));
+  const double c01 = add(mul(c001, u0), mul(c101, p0.w));
+  const double c10 = add(mul(c010, u0), mul(c110, p0.w));
+  const double c11 = add(mul(c011, u0), mul(c111, p0.w));
+  const double u1 = sub(1.0, p1.w);
+  const double c0 = add(mul(c00, u1), mul(c10, p1.w));
+  const double c1 = add(mul(c01, u1), mul(c11, p1.w));
+  return add(mul(c0, sub(1.0, p2.w)), mul(c1, p2.w));
+}
+
+VMAT_HD double interpolate(const Params& k, const double p[3]) {
+  AxisPosition p2;
+  if (!axis_position(k, 2, p[2], &p2)) return INFINITY;
+  return interpolate_at(k, p[0], p[1], p2);
 }
 
 // Γ at one distance from the smallest relative dose difference found there.
@@ -221,10 +236,12 @@ VMAT_HD float gamma_at(const Params& k, int64_t index) {
           const double bound = relative_difference_bound(k, centre, half, reference, normalisation, 0.0, INFINITY);
           if (!(bound < quot(best, normalisation)) || !(gamma_from(bound, shell.distance_over_dta, k.dose_fraction) < gamma)) continue;
         }
+        // Every point of a row shares its third-axis coordinate: place it once; a row beyond the grid is skipped.
+        AxisPosition p2;
+        if (!axis_position(k, 2, add(r[2], row.offset2), &p2)) continue;
         const double* offset = k.offsets + 3 * static_cast<int64_t>(row.first_point);
         for (int32_t q = 0; q < row.n_points; ++q, offset += 3) {
-          const double p[3] = {add(r[0], offset[0]), add(r[1], offset[1]), add(r[2], offset[2])};
-          const double difference = fabs(sub(interpolate(k, p), reference));
+          const double difference = fabs(sub(interpolate_at(k, add(r[0], offset[0]), add(r[1], offset[1]), p2), reference));
           if (difference < best) best = difference;
         }
       }
@@ -236,6 +253,8 @@ VMAT_HD float gamma_at(const Params& k, int64_t index) {
   }
   if (gamma == INFINITY) return NAN;
   if (gamma > k.max_gamma) gamma = k.max_gamma;
+  // A Γ just above 1 must not round down to 1 (a pass) in float32: pass or fail is decided in double, as pymedphys.
+  if (gamma > 1.0 && static_cast<float>(gamma) <= 1.0f) return nextafterf(1.0f, 2.0f);
   return static_cast<float>(gamma);
 }
 
