@@ -1,17 +1,9 @@
 /** Vega / Vega-Lite specifications → SVG (headless `view.toSVG()`) → PNG (resvg), with one journal-style theme. */
-import { existsSync } from 'node:fs';
-
 import { Resvg } from '@resvg/resvg-js';
 import * as vega from 'vega';
 import * as vegaLite from 'vega-lite';
 
-export const FONT_FAMILY = 'DejaVu Sans';
-
-/** DejaVu (Debian's fonts-dejavu-core) is what the PNGs are drawn with; elsewhere resvg falls back to system fonts. */
-const FONT_FILES = [
-  '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf',
-  '/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf',
-].filter((path) => existsSync(path));
+import { FONT_FAMILY, FONT_FILES } from './fonts.js';
 
 /** Shared look: readable labels, no chart border, white background, titles with units. */
 export const THEME_CONFIG = {

@@ -6,7 +6,8 @@
 import { PNG } from 'pngjs';
 import * as vega from 'vega';
 
-import { FONT_FAMILY, renderVega, type RenderedFigure } from './render.js';
+import { FONT_FAMILY } from './fonts.js';
+import { renderVega, type RenderedFigure } from './render.js';
 
 export type Shape3 = readonly [number, number, number];
 export type View = 'axial' | 'coronal' | 'sagittal';
