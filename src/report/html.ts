@@ -28,8 +28,15 @@ function table(header: string[], rows: unknown[][], options: { numericFrom?: num
   return `<table${options.className ? ` class="${options.className}"` : ''}><thead><tr>${th}</tr></thead><tbody>\n${body}\n</tbody></table>`;
 }
 
+/** Nested objects as dotted keys (codeGit.commit, splitSizes.train), so each value gets its own row. */
+function flatEntries(object: Record<string, unknown>, prefix = ''): [string, unknown][] {
+  return Object.entries(object).flatMap(([key, value]) =>
+    value && typeof value === 'object' && !Array.isArray(value) ? flatEntries(value as Record<string, unknown>, `${prefix}${key}.`) : [[`${prefix}${key}`, value] as [string, unknown]],
+  );
+}
+
 function keyValueTable(object: Record<string, unknown>): string {
-  return table(['setting', 'value'], Object.entries(object).map(([key, value]) => [key, value]), { numericFrom: 2, className: 'kv' });
+  return table(['setting', 'value'], flatEntries(object), { numericFrom: 2, className: 'kv' });
 }
 
 function figureHtml(figure: NamedFigure): string {
