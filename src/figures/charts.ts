@@ -29,7 +29,7 @@ export function trainingCurvesSpec(run: RunFolder): TopLevelSpec {
         encoding: {
           x: epochAxis,
           y: { field: 'value', type: 'quantitative', title: 'Loss (normalised dose units)', scale: { zero: false, padding: 8 } },
-          color: { field: 'series', type: 'nominal', title: null, scale: { domain: ['training loss', 'validation loss'], range: ['#1f77b4', '#d62728'] }, legend: { orient: 'top-right' } },
+          color: { field: 'series', type: 'nominal', title: null, scale: { domain: ['training loss', 'validation loss'], range: ['#1f77b4', '#d62728'] }, legend: { orient: 'bottom', direction: 'horizontal', titleOrient: 'left' } },
         },
       },
       {
@@ -42,7 +42,7 @@ export function trainingCurvesSpec(run: RunFolder): TopLevelSpec {
             encoding: {
               x: epochAxis,
               y: { field: 'value', type: 'quantitative', title: 'Validation MAE (Gy)', scale: { zero: false, padding: 8 } },
-              color: { field: 'series', type: 'nominal', title: 'region', scale: { domain: ['body', 'PTV70'], range: ['#2ca02c', '#9467bd'] }, legend: { orient: 'top-right' } },
+              color: { field: 'series', type: 'nominal', title: 'region', scale: { domain: ['body', 'PTV70'], range: ['#2ca02c', '#9467bd'] }, legend: { orient: 'bottom', direction: 'horizontal', titleOrient: 'left' } },
             },
           },
           {
