@@ -67,6 +67,13 @@ export function trainingCurvesSpec(run: RunFolder): TopLevelSpec {
   } as TopLevelSpec;
 }
 
+/** How the total is made of the (unweighted) components, with the run's weights. */
+function lossFormula(run: RunFolder): string {
+  const weight = (key: string) => (typeof run.config[key] === 'number' ? String(run.config[key]) : 'w');
+  const gradient = run.config.useGradientLoss === false ? '' : ` + ${weight('gradientLossWeight')} · gradient`;
+  return `total = MSE${gradient} + ${weight('negativePenaltyWeight')} · negative-dose penalty (components unweighted)`;
+}
+
 /** (4) Loss components per epoch (total, MSE, gradient, negative-dose penalty). */
 export function lossComponentsSpec(run: RunFolder): TopLevelSpec {
   const components: [keyof RunFolder['metrics'][number], string][] = [
@@ -80,7 +87,12 @@ export function lossComponentsSpec(run: RunFolder): TopLevelSpec {
   );
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: { text: `Training loss components: ${run.name}` },
+    title: {
+      text: `Training loss components: ${run.name}`,
+      subtitle: lossFormula(run),
+      subtitleFontSize: 12,
+      subtitleColor: '#444',
+    },
     width: 520,
     height: 280,
     data: { values },
