@@ -1,6 +1,4 @@
-# synth: the default synthetic cohort. `synth --cases 23 --shape 96,128,128` (the README's cohort) with 2 intra-op
-# threads and with 1, wall and CPU time. Target: under a minute on 2 cores. About 1–2 minutes.
-# (Moved here from scripts/bench.sh when main switched to one file per section.)
+# `vmat-native synth` of the default cohort (23 cases of 96x128x128), wall and CPU time with 2 and 1 threads.
 set -euo pipefail
 synth_out="$(mktemp -d)"
 for threads in 2 1; do

@@ -100,6 +100,17 @@ describe('Trainer.fit', () => {
     expect(metricsWithoutTiming(join(logDir, 'c'))).toEqual(a);
   });
 
+  it('stops early after `patience` epochs without a better validation MAE', async () => {
+    const logDir = tempDir('vmat-runs-');
+    // lr 1e-12 leaves float32 weights unchanged, so the validation MAE never improves after epoch 1.
+    const result = await new Trainer().fit({ ...base, dataDir, expName: 'patience', logDir, epochs: 6, patience: 2, lr: 1e-12, minLr: 0 });
+    expect(result).toMatchObject({ stopReason: 'early_stop', epochsRun: 3, bestEpoch: 1 });
+    expect(metricsWithoutTiming(join(logDir, 'patience'))).toHaveLength(4);
+    const best = readdirSync(join(logDir, 'patience', 'checkpoints')).filter((name) => name.startsWith('best-'));
+    expect(best.filter((name) => !name.includes('.state.')).length).toBeLessThanOrEqual(3);
+    for (const name of best.filter((n) => !n.includes('.state.'))) expect(best).toContain(name.replace('.safetensors', '.state.safetensors'));
+  });
+
   it('refuses an existing run folder without resume or overwrite, touching nothing', async () => {
     const logDir = tempDir('vmat-runs-');
     const runDir = join(logDir, 'taken');

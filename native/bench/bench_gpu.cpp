@@ -93,7 +93,7 @@ void bench_train_step(const std::string& name, bool bf16, bool fused, int64_t pa
   vmat::LossWeights weights;
   weights.use_gradient_loss = true;
   auto step = [&] {
-    optimizer.zero_grad(true);
+    optimizer.zero_grad();  // libtorch 2.x sets gradients to None, 1.13 zeroes them
     at::Tensor prediction;
     vmat::with_autocast(bf16, device, at::kBFloat16, [&] { prediction = model->forward(x, c); });
     auto terms = vmat::dose_loss(prediction.to(at::kFloat), y, weights);
