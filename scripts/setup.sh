@@ -31,6 +31,7 @@ command -v cmake >/dev/null || missing+=(cmake)
 command -v g++ >/dev/null || missing+=(g++)
 command -v ninja >/dev/null || missing+=(ninja-build)
 libtorch_found || missing+=(libtorch-dev)
+[[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || missing+=(fonts-dejavu-core)  # the figures' font
 if (( want_test_deps )); then
   [[ -f /usr/lib/x86_64-linux-gnu/cmake/GTest/GTestConfig.cmake || -n "$(compgen -G '/usr/lib/*/cmake/GTest/GTestConfig.cmake')" ]] || missing+=(libgtest-dev)
   /usr/bin/python3 -c 'import numpy, scipy' 2>/dev/null || missing+=(python3-numpy python3-scipy)

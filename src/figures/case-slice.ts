@@ -7,12 +7,11 @@
  * axial: anterior at the top, the patient's left on the right; coronal: superior at the top, left on the right;
  * sagittal: superior at the top, anterior on the left.
  */
-import { existsSync } from 'node:fs';
-
 import { Resvg } from '@resvg/resvg-js';
 import { PNG } from 'pngjs';
 
 import type { CaseData } from '../data/case.js';
+import { FONT_FAMILY, FONT_FILES } from './fonts.js';
 
 export type CasePlane = 'axial' | 'coronal' | 'sagittal';
 
@@ -29,10 +28,6 @@ export interface CaseSliceOptions {
   title?: string;
 }
 
-const FONT_FAMILY = 'DejaVu Sans';
-const FONT_FILES = ['/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf', '/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf'].filter((path) =>
-  existsSync(path),
-);
 
 /** Contour colours by structure name (case-insensitive); others cycle through SPARE_COLOURS. */
 const STRUCTURE_COLOURS: Record<string, string> = {

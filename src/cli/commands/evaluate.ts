@@ -13,7 +13,7 @@ import { evaluateCase, flattenEvaluation, summariseEvaluations, type CaseEvaluat
 import { predictFiles } from '../../predict/predict.js';
 import { note } from '../output.js';
 
-interface EvaluateFlags {
+export interface EvaluateFlags {
   pred?: string;
   ref?: string;
   out?: string;
@@ -171,7 +171,7 @@ async function readJson(path: string, what: string): Promise<Record<string, unkn
 }
 
 /** `evaluate RUN`: predicts the run's test cases with its best checkpoint, then evaluates them into RUN/evaluation. */
-async function evaluateRun(run: string, flags: EvaluateFlags, threads: number | undefined): Promise<void> {
+export async function evaluateRun(run: string, flags: EvaluateFlags, threads: number | undefined): Promise<void> {
   const configPath = join(run, 'training_config.json');
   const testPath = join(run, 'test_cases.json');
   if (!existsSync(configPath) || !existsSync(testPath)) {
@@ -195,6 +195,8 @@ async function evaluateRun(run: string, flags: EvaluateFlags, threads: number | 
   const inputs = (testFiles as string[]).map((name) => join(dataDir, name));
   note(`predicting ${inputs.length} test case(s) with ${checkpoint}`);
   await predictFiles(checkpoint as string, inputs, predDir, {
+    // The run's own window: a model trained on small patches predicts differently through a much larger one.
+    patchSize: typeof (config['settings'] as Record<string, unknown> | undefined)?.['patchSize'] === 'number' ? ((config['settings'] as Record<string, unknown>)['patchSize'] as number) : undefined,
     overwrite: flags.overwrite,
     device: flags.device,
     threads,

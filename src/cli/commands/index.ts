@@ -10,6 +10,11 @@ import { register as split } from './split.js';
 import { register as synth } from './synth.js';
 import { register as train } from './train.js';
 import { register as validate } from './validate.js';
+import { register as figures } from './figures.js';
+import { register as report } from './report.js';
+import { register as compare } from './compare.js';
+import { register as sweep } from './sweep.js';
+import { register as demo } from './demo.js';
 
 /** Every command, in the order `--help` lists them: set-up, data, model, training, prediction, evaluation. */
 export const commands: ((program: Command) => void)[] = [
@@ -24,3 +29,4 @@ export const commands: ((program: Command) => void)[] = [
   gamma,
   evaluate,
 ];
+commands.push(figures, report, compare, sweep, demo);

@@ -43,7 +43,7 @@ async function readConfigFile(path: string): Promise<Record<string, unknown>> {
 const format = (value: number | null | undefined, digits: number) => (value === null || value === undefined ? '-' : value.toFixed(digits));
 
 /** A progress bar per epoch on a TTY, one line per epoch otherwise (stderr; stdout keeps the result). */
-function progressPrinter(tty: boolean) {
+export function progressPrinter(tty: boolean) {
   let bar: cliProgress.SingleBar | undefined;
   return {
     onEvent(event: TrainEvent) {
@@ -80,6 +80,27 @@ function progressPrinter(tty: boolean) {
   };
 }
 
+/** One flag per training setting (the schema's table), with its help and default; shared by `train` and `sweep`. */
+export function addTrainFlags(command: Command, options: { except?: TrainField[] } = {}): Command {
+  for (const [field, spec] of Object.entries(TRAIN_FIELDS) as [TrainField, (typeof TRAIN_FIELDS)[TrainField]][]) {
+    if (options.except?.includes(field)) continue;
+    command.option(`${flagOf(field)}${placeholder(field)}`, `${spec.help}${defaultText(field)}`);
+  }
+  return command;
+}
+
+/** The settings given by `--config FILE` and the flags (flags win), not yet validated. */
+export async function trainConfigFromFlags(flags: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const fromFile = typeof flags.config === 'string' ? await readConfigFile(flags.config) : {};
+  const fromFlags: Record<string, unknown> = {};
+  for (const field of Object.keys(TRAIN_FIELDS) as TrainField[]) {
+    const raw = flags[field];
+    if (raw === undefined) continue;
+    fromFlags[field] = raw === true ? true : parseFlagValue(field, String(raw));
+  }
+  return { ...fromFile, ...fromFlags };
+}
+
 export function register(program: Command): void {
   const command = program
     .command('train')
@@ -88,18 +109,9 @@ export function register(program: Command): void {
     .option('--resume', 'continue the run folder from checkpoints/last (same split, optimizer and RNG state)')
     .option('--overwrite', 'replace an existing run folder')
     .option('--json', 'print the result as one JSON document');
-  for (const [field, spec] of Object.entries(TRAIN_FIELDS) as [TrainField, (typeof TRAIN_FIELDS)[TrainField]][]) {
-    command.option(`${flagOf(field)}${placeholder(field)}`, `${spec.help}${defaultText(field)}`);
-  }
+  addTrainFlags(command);
   command.action(async (flags: Record<string, unknown>) => {
-    const fromFile = typeof flags.config === 'string' ? await readConfigFile(flags.config) : {};
-    const fromFlags: Record<string, unknown> = {};
-    for (const field of Object.keys(TRAIN_FIELDS) as TrainField[]) {
-      const raw = flags[field];
-      if (raw === undefined) continue;
-      fromFlags[field] = raw === true ? true : parseFlagValue(field, String(raw));
-    }
-    const config = { ...fromFile, ...fromFlags } as Parameters<Trainer['fit']>[0];
+    const config = (await trainConfigFromFlags(flags)) as Parameters<Trainer['fit']>[0];
 
     const controller = new AbortController();
     let interrupts = 0;

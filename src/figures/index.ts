@@ -1,0 +1,121 @@
+/** The six figures of training.md, made from run folders (`vmat-native figures`, and inlined by `report`). */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { gammaIndex } from '../eval/gamma.js';
+import { caseVolumePaths, PREDICTIONS_DIR, type CaseEvaluation, type RunFolder } from '../report/run-folder.js';
+import { comparisonSpec, dvhSpec, lossComponentsSpec, trainingCurvesSpec } from './charts.js';
+import { renderVegaLite, type RenderedFigure } from './render.js';
+import { doseSlicesFigure, gammaSlicesFigure, maskCentre } from './slices.js';
+import { readDoseCase } from './volumes.js';
+
+export interface NamedFigure {
+  /** File stem: `<name>.png` and `<name>.svg`. */
+  name: string;
+  caption: string;
+  figure: RenderedFigure;
+}
+
+export interface RunFigures {
+  figures: NamedFigure[];
+  /** Figures that could not be made, with the reason (e.g. no evaluation yet). */
+  skipped: string[];
+}
+
+/** The test case the slice and DVH figures show: the one asked for, else the first evaluated. */
+function chooseCase(run: RunFolder, caseId: string | undefined): CaseEvaluation | undefined {
+  const cases = run.evaluation?.cases ?? [];
+  if (caseId === undefined) return cases[0];
+  return cases.find((c) => c.caseId === caseId);
+}
+
+export async function buildRunFigures(run: RunFolder, options: { caseId?: string } = {}): Promise<RunFigures> {
+  const figures: NamedFigure[] = [];
+  const skipped: string[] = [];
+  if (run.metrics.length === 0) {
+    skipped.push('training curves and loss components: metrics.csv has no epochs yet');
+  } else {
+    figures.push({
+      name: 'training_curves',
+      caption: `Training and validation loss, and validation MAE (body and PTV70) per epoch; the best epoch (${run.summary.bestEpoch}) is marked.`,
+      figure: await renderVegaLite(trainingCurvesSpec(run)),
+    });
+    figures.push({
+      name: 'loss_components',
+      caption: 'Training loss and its components per epoch (MSE, gradient loss, negative-dose penalty).',
+      figure: await renderVegaLite(lossComponentsSpec(run)),
+    });
+  }
+  const evaluation = chooseCase(run, options.caseId);
+  if (!run.evaluation || run.evaluation.cases.length === 0) {
+    skipped.push(`dose slices, DVH and gamma maps: ${run.name} has no evaluation (run 'vmat-native evaluate ${run.dir}')`);
+    return { figures, skipped };
+  }
+  if (!evaluation) {
+    skipped.push(`dose slices, DVH and gamma maps: case ${options.caseId} is not among the evaluated cases (${run.evaluation.cases.map((c) => c.caseId).join(', ')})`);
+    return { figures, skipped };
+  }
+  const id = evaluation.caseId;
+  const paths = caseVolumePaths(run, id);
+  if (paths.reference && paths.prediction) {
+    const reference = await readDoseCase(paths.reference);
+    const prediction = await readDoseCase(paths.prediction);
+    if (prediction.dose.length !== reference.dose.length) {
+      skipped.push(`dose slices of ${id}: the prediction grid [${prediction.shape}] differs from the reference [${reference.shape}]`);
+    } else {
+      const ptv = reference.structures.findIndex((name) => name.toUpperCase() === 'PTV70');
+      const ptvMask = ptv >= 0 ? reference.masks[ptv] : undefined;
+      const centre = maskCentre(reference.shape, ptvMask);
+      figures.push({
+        name: `dose_slices_${id}`,
+        caption: `Reference, predicted and difference dose of ${id}: axial, coronal and sagittal planes through the PTV70 centre (voxel ${centre.join(', ')}), drawn to scale from the voxel spacing (${reference.spacingMm.join(' × ')} mm).`,
+        figure: await doseSlicesFigure({ caseId: id, runName: run.name, shape: reference.shape, spacingMm: reference.spacingMm, centre, reference: reference.dose, prediction: prediction.dose, ptvMask }),
+      });
+      // The evaluation keeps only Γ statistics; the map of the case shown is computed again with the same settings.
+      const gamma = await gammaIndex(
+        { data: reference.dose, shape: reference.shape, spacingMm: reference.spacingMm },
+        { data: prediction.dose, shape: prediction.shape, spacingMm: prediction.spacingMm },
+        { dosePercent: 3, dtaMm: 3, cutoffPercent: 10 },
+      );
+      figures.push({
+        name: `gamma_${id}`,
+        caption: `Gamma index (3%/3 mm, global, 10% cutoff) of ${id} through the PTV70 centre; Γ ≤ 1 passes. Pass rate over the whole volume ${gamma.passRatePct.toFixed(1)}%.`,
+        figure: await gammaSlicesFigure({ caseId: id, runName: run.name, shape: reference.shape, spacingMm: reference.spacingMm, centre, gamma: gamma.gamma, criterion: '3%/3 mm', ptvMask }),
+      });
+    }
+  } else {
+    skipped.push(`dose slices and gamma map of ${id}: ${paths.reference ? '' : `its reference case file (from test_cases.json) is missing${paths.prediction ? '' : '; '}`}${paths.prediction ? '' : `${join(run.dir, PREDICTIONS_DIR, `${id}_pred.npz`)} is missing`}`);
+  }
+  if (evaluation.dvh.some((d) => d.curve)) {
+    figures.push({
+      name: `dvh_${id}`,
+      caption: `Cumulative DVHs of ${id}: reference solid, prediction dashed, one colour per structure.`,
+      figure: await renderVegaLite(dvhSpec(run.name, evaluation)),
+    });
+  } else {
+    skipped.push(`DVH of ${id}: the evaluation holds no DVH curves`);
+  }
+  return { figures, skipped };
+}
+
+export async function buildComparisonFigure(runs: RunFolder[]): Promise<NamedFigure> {
+  return {
+    name: 'comparison',
+    caption: `Validation MAE at the best epoch, test MAE and 3%/3 mm gamma pass rate (mean ± sd over test cases) of ${runs.map((r) => r.name).join(', ')}.`,
+    figure: await renderVegaLite(comparisonSpec(runs)),
+  };
+}
+
+/** Writes `<name>.png` and `<name>.svg` for each figure; returns the paths written. */
+export function writeFigures(dir: string, figures: NamedFigure[]): string[] {
+  if (!existsSync(dir)) mkdirSync(dir, { recursive: true });
+  const written: string[] = [];
+  for (const { name, figure } of figures) {
+    const png = join(dir, `${name}.png`);
+    const svg = join(dir, `${name}.svg`);
+    writeFileSync(png, figure.png);
+    writeFileSync(svg, figure.svg);
+    written.push(png, svg);
+  }
+  return written;
+}
