@@ -118,14 +118,21 @@ function caseSummary(evaluation: CaseEvaluation): Omit<CaseEvaluation, 'dvh_curv
 }
 
 /** Evaluates the predictions at predPath against refPath into outDir; prints the report; returns the evaluations. */
-async function evaluateInto(predPath: string, refPath: string, outDir: string, flags: EvaluateFlags, threads: number | undefined): Promise<void> {
+async function evaluateInto(
+  predPath: string,
+  refPath: string,
+  outDir: string,
+  flags: EvaluateFlags,
+  threads: number | undefined,
+  { reportUnpredicted = true } = {},
+): Promise<void> {
   const { pairs, unpredicted } = await pairCases(predPath, refPath);
   const outputs = [...pairs.map((pair) => join(outDir, `${pair.caseId}.json`)), join(outDir, 'cases.csv'), join(outDir, 'summary.json')];
   const existing = outputs.filter((file) => existsSync(file));
   if (existing.length > 0 && !flags.overwrite) {
     throw invalidInput(`${existing[0]} already exists${existing.length > 1 ? ` (and ${existing.length - 1} more)` : ''}: choose another --out or pass --overwrite`);
   }
-  if (unpredicted.length > 0) note(`${unpredicted.length} reference case(s) have no prediction and are left out`);
+  if (reportUnpredicted && unpredicted.length > 0) note(`${unpredicted.length} reference case(s) have no prediction and are left out`);
 
   // Everything is computed before anything is written, so that a bad pair leaves no half-written folder.
   const evaluations: CaseEvaluation[] = [];
@@ -202,7 +209,8 @@ export async function evaluateRun(run: string, flags: EvaluateFlags, threads: nu
     threads,
     onCase: (event) => note(`[${event.index}/${event.of}] predicted ${event.case} in ${event.seconds.toFixed(1)} s`),
   });
-  await evaluateInto(predDir, dataDir, outDir, flags, threads);
+  // The data folder also holds the training and validation cases, which have no prediction here by design.
+  await evaluateInto(predDir, dataDir, outDir, flags, threads, { reportUnpredicted: false });
 }
 
 export function register(program: Command): void {
