@@ -3,17 +3,12 @@
 #include <sstream>
 
 #include "vmat/error.h"
+#include "vmat/shape_text.h"
 
 namespace vmat {
 
 namespace {
 
-std::string shape_text(at::IntArrayRef shape) {
-  std::ostringstream out;
-  out << "[";
-  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
-  return out.str() + "]";
-}
 
 UNetConfig config_of(const Metadata& metadata, const std::string& path) {
   const auto config = metadata.find("config");

@@ -3,17 +3,9 @@
 #include <sstream>
 
 #include "vmat/error.h"
+#include "vmat/shape_text.h"
 
 namespace vmat {
-
-namespace {
-std::string shape_text(at::IntArrayRef shape) {
-  std::ostringstream out;
-  out << "[";
-  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
-  return out.str() + "]";
-}
-}  // namespace
 
 at::Tensor dose_mse(const at::Tensor& pred, const at::Tensor& target) { return (pred - target).square().mean(); }
 

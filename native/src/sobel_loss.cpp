@@ -13,6 +13,7 @@
 
 #include "sobel_loss_cuda.h"
 #include "vmat/error.h"
+#include "vmat/shape_text.h"
 #include "vmat/losses.h"
 
 #ifdef VMAT_WITH_CUDA
@@ -195,12 +196,6 @@ void sobel_l1_backward_cpu(const float* p, const float* t, const Geometry& g, fl
   });
 }
 
-std::string shape_text(at::IntArrayRef shape) {
-  std::ostringstream out;
-  out << "[";
-  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
-  return out.str() + "]";
-}
 
 Geometry geometry_of(const at::Tensor& p) { return {p.size(0) * p.size(1), p.size(2), p.size(3), p.size(4)}; }
 

@@ -6,6 +6,7 @@
 
 #include "json_lite.h"
 #include "vmat/error.h"
+#include "vmat/shape_text.h"
 
 namespace vmat {
 
@@ -16,12 +17,6 @@ namespace {
 constexpr int64_t kGroups = 8;
 constexpr const char* kArchitecture = "BaselineUNet3D";
 
-std::string shape_text(at::IntArrayRef shape) {
-  std::ostringstream out;
-  out << "[";
-  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
-  return out.str() + "]";
-}
 }  // namespace
 
 // ---------------------------------------------------------------- config

@@ -6,21 +6,10 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 
 import { invalidInput } from '../errors.js';
+import { METRICS_COLUMNS } from '../train/trainer.js';
 
-/** The columns of metrics.csv, in the order training.md lists them. */
-export const METRIC_COLUMNS = [
-  'epoch',
-  'lr',
-  'train_loss',
-  'train_mse',
-  'train_grad',
-  'train_neg',
-  'val_loss',
-  'val_mae_gy',
-  'val_mae_ptv70_gy',
-  'epoch_seconds',
-  'voxels_per_second',
-] as const;
+/** The columns of metrics.csv, in the order training.md lists them (the trainer writes them). */
+export const METRIC_COLUMNS = METRICS_COLUMNS;
 export type MetricColumn = (typeof METRIC_COLUMNS)[number];
 export type EpochRow = Record<MetricColumn, number>;
 
