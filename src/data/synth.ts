@@ -8,6 +8,7 @@ import { join } from 'node:path';
 
 import { VmatError, invalidInput } from '../errors.js';
 import { doseMetrics } from '../metrics/dvh.js';
+import type { NativeSynthPlan } from '../native/addon.js';
 import { callNative } from '../native/call.js';
 import { loadNative } from '../native/loader.js';
 import { saveCase, FORMAT_1, type CaseData } from './case.js';
@@ -33,17 +34,7 @@ export interface SynthCaseOptions {
 }
 
 /** How the generator planned the case (metadata_json.plan). */
-export interface SynthPlan {
-  beams: number;
-  attenuationPerMm: number;
-  penumbraSigmaMm: number;
-  optimiserIterations: number;
-  /** rectum and bladder outside the targets: at most this dose (Gy), with this weight relative to the targets' */
-  oarLimitGy: number;
-  oarWeight: number;
-  /** (z, y, x) mm from the first voxel's centre */
-  isocentreMm: [number, number, number];
-}
+export type SynthPlan = NativeSynthPlan;
 
 export interface SynthProgress {
   /** 1-based position in the cohort */

@@ -4,6 +4,7 @@
 import { z } from 'zod';
 
 import { invalidInput } from '../errors.js';
+import type { NativeGammaResult } from '../native/addon.js';
 import { callNative, type CallOptions } from '../native/call.js';
 import { loadNative } from '../native/loader.js';
 
@@ -34,20 +35,7 @@ const settingsSchema = z
 export type GammaSettings = z.input<typeof settingsSchema>;
 export type ResolvedGammaSettings = z.output<typeof settingsSchema>;
 
-export interface GammaResult {
-  /** Γ per reference voxel, the reference's shape; NaN where not evaluated */
-  gamma: Float32Array;
-  /** 100 · #(Γ ≤ 1) / #evaluated; NaN when no point was evaluated */
-  passRatePct: number;
-  nEvaluated: number;
-  nPassed: number;
-  meanGamma: number;
-  medianGamma: number;
-  normalisationGy: number;
-  cutoffGy: number;
-  /** where it ran: "cpu" or "cuda:N" */
-  device: string;
-  seconds: number;
+export interface GammaResult extends NativeGammaResult {
   settings: ResolvedGammaSettings;
 }
 

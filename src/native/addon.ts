@@ -56,6 +56,36 @@ export interface NativeModelSummary {
   layers: NativeLayerSummary[];
 }
 
+/** binding/gamma.cc's result (src/eval/gamma.ts adds the settings used). */
+export interface NativeGammaResult {
+  /** Γ per reference voxel, the reference's shape; NaN where not evaluated */
+  gamma: Float32Array;
+  /** 100 · #(Γ ≤ 1) / #evaluated; NaN when no point was evaluated */
+  passRatePct: number;
+  nEvaluated: number;
+  nPassed: number;
+  meanGamma: number;
+  medianGamma: number;
+  normalisationGy: number;
+  cutoffGy: number;
+  /** where it ran: "cpu" or "cuda:N" */
+  device: string;
+  seconds: number;
+}
+
+/** How the synthetic cohort generator planned a case (metadata_json.plan). */
+export interface NativeSynthPlan {
+  beams: number;
+  attenuationPerMm: number;
+  penumbraSigmaMm: number;
+  optimiserIterations: number;
+  /** rectum and bladder outside the targets: at most this dose (Gy), with this weight relative to the targets' */
+  oarLimitGy: number;
+  oarWeight: number;
+  /** (z, y, x) mm from the first voxel's centre */
+  isocentreMm: [number, number, number];
+}
+
 export interface NativeAddon {
   addonVersion: string;
   CancelToken: new () => NativeCancelToken;
@@ -93,18 +123,7 @@ export interface NativeAddon {
       device?: string;
     },
     options: NativeCallOptions,
-  ): Promise<{
-    gamma: Float32Array;
-    passRatePct: number;
-    nEvaluated: number;
-    nPassed: number;
-    meanGamma: number;
-    medianGamma: number;
-    normalisationGy: number;
-    cutoffGy: number;
-    device: string;
-    seconds: number;
-  }>;
+  ): Promise<NativeGammaResult>;
   /** binding/data.cc: case-data kernels (signed distance maps, body mask). */
   data: {
     signedDistanceMaps(
@@ -147,15 +166,7 @@ export interface NativeSynthCase {
   constraints: Float32Array;
   shape: [number, number, number];
   spacingMm: [number, number, number];
-  plan: {
-    beams: number;
-    attenuationPerMm: number;
-    penumbraSigmaMm: number;
-    optimiserIterations: number;
-    oarLimitGy: number;
-    oarWeight: number;
-    isocentreMm: [number, number, number];
-  };
+  plan: NativeSynthPlan;
 }
 
 /** One case for the training engine (binding/train.cc); the arrays are viewed, not copied. */
