@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
@@ -302,5 +302,13 @@ describe('vmat-native evaluate RUN', () => {
     const notRun = runCli(['evaluate', dataDir]);
     expect(notRun.status).toBe(1);
     expect(notRun.stderr).toMatch(/is not a run folder/);
+
+    // Without training_summary.json the checkpoint with the lowest MAE in its name is used, never a state file.
+    rmSync(join(run, 'training_summary.json'));
+    const checkpoints = join(run, 'checkpoints');
+    copyFileSync(result.bestCheckpoint, join(checkpoints, 'best-epoch=009-val_mae_gy=999.000.safetensors'));
+    const fallback = runCli(['evaluate', run, '--overwrite', '--device', 'cpu', '--threads', '1']);
+    expect(fallback.status, fallback.stderr).toBe(0);
+    expect(fallback.stderr).toContain(`with ${result.bestCheckpoint}`);
   });
 });

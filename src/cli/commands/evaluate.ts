@@ -193,9 +193,15 @@ export async function evaluateRun(run: string, flags: EvaluateFlags, threads: nu
   let checkpoint = existsSync(summaryPath) ? (await readJson(summaryPath, 'the training summary'))['bestCheckpoint'] : undefined;
   if (typeof checkpoint !== 'string' || !existsSync(checkpoint)) {
     const folder = join(run, 'checkpoints');
-    const best = existsSync(folder) ? readdirSync(folder).filter((name) => name.startsWith('best') && name.endsWith('.safetensors')).sort() : [];
+    // Without the summary (a run stopped before writing it), the lowest validation MAE in the file names decides.
+    const maeOf = (name: string) => Number(/val_mae_gy=([0-9.]+)\.safetensors$/.exec(name)?.[1] ?? Infinity);
+    const best = existsSync(folder)
+      ? readdirSync(folder)
+          .filter((name) => name.startsWith('best') && name.endsWith('.safetensors') && !name.endsWith('.state.safetensors'))
+          .sort((a, b) => maeOf(a) - maeOf(b))
+      : [];
     if (best.length === 0) throw invalidInput(`${run} has no best checkpoint (checkpoints/best*.safetensors): train it first`);
-    checkpoint = join(folder, best[best.length - 1]!);
+    checkpoint = join(folder, best[0]!);
   }
   const outDir = resolve(flags.out ?? join(run, 'evaluation'));
   const predDir = join(outDir, 'predictions');
