@@ -41,22 +41,31 @@ Geometry geometry_of(const at::Tensor& x, int64_t groups) {
   return {x.size(0), x.size(1), x.numel() / (x.size(0) * x.size(1)), groups};
 }
 
+// Runs fn(slab, channel, batch_group, offset) for every (batch, channel) slab, in parallel over slabs.
+template <typename Fn>
+void for_each_slab(Geometry g, Fn&& fn) {
+  const int64_t per_group = g.channels / g.groups;
+  at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t slab = begin; slab < end; ++slab) {
+      const int64_t b = slab / g.channels, c = slab % g.channels;
+      fn(slab, c, b * g.groups + c / per_group, slab * g.spatial);
+    }
+  });
+}
+
 // Per (b, c) slab: sums of x and x^2 (CPU), combined per group into mean and rstd.
 void cpu_forward(const float* x, const float* gamma, const float* beta, const float* gain, const float* shift,
                  const float* residual, float* y, float* mean, float* rstd, Geometry g, double eps) {
   const int64_t slabs = g.batch * g.channels;
   std::vector<double> sums(2 * slabs);
-  at::parallel_for(0, slabs, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t slab = begin; slab < end; ++slab) {
-      const float* p = x + slab * g.spatial;
-      double s = 0, ss = 0;
-      for (int64_t i = 0; i < g.spatial; ++i) {
-        s += p[i];
-        ss += static_cast<double>(p[i]) * p[i];
-      }
-      sums[2 * slab] = s;
-      sums[2 * slab + 1] = ss;
+  for_each_slab(g, [&](int64_t slab, int64_t, int64_t, int64_t offset) {
+    double s = 0, ss = 0;
+    for (int64_t i = 0; i < g.spatial; ++i) {
+      s += x[offset + i];
+      ss += static_cast<double>(x[offset + i]) * x[offset + i];
     }
+    sums[2 * slab] = s;
+    sums[2 * slab + 1] = ss;
   });
   const int64_t per_group = g.channels / g.groups;
   const double count = static_cast<double>(per_group) * static_cast<double>(g.spatial);
@@ -73,16 +82,12 @@ void cpu_forward(const float* x, const float* gamma, const float* beta, const fl
       rstd[b * g.groups + group] = static_cast<float>(1.0 / std::sqrt(var + eps));
     }
   }
-  at::parallel_for(0, slabs, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t slab = begin; slab < end; ++slab) {
-      const int64_t b = slab / g.channels, c = slab % g.channels, bg = b * g.groups + c / per_group;
-      const float film_gain = gain ? gain[slab] : 1.0f;
-      const float film_shift = shift ? shift[slab] : 0.0f;
-      const int64_t offset = slab * g.spatial;
-      for (int64_t i = 0; i < g.spatial; ++i) {
-        const auto f = norm_act::forward(x[offset + i], mean[bg], rstd[bg], gamma[c], beta[c]);
-        y[offset + i] = f.s * film_gain + film_shift + (residual ? residual[offset + i] : 0.0f);
-      }
+  for_each_slab(g, [&](int64_t slab, int64_t c, int64_t bg, int64_t offset) {
+    const float film_gain = gain ? gain[slab] : 1.0f;
+    const float film_shift = shift ? shift[slab] : 0.0f;
+    for (int64_t i = 0; i < g.spatial; ++i) {
+      const auto f = norm_act::forward(x[offset + i], mean[bg], rstd[bg], gamma[c], beta[c]);
+      y[offset + i] = f.s * film_gain + film_shift + (residual ? residual[offset + i] : 0.0f);
     }
   });
 }
@@ -90,42 +95,31 @@ void cpu_forward(const float* x, const float* gamma, const float* beta, const fl
 void cpu_backward_reduce(const float* x, const float* dy, const float* gamma, const float* beta, const float* gain,
                          const float* mean, const float* rstd, double* sums, Geometry g) {
   const int64_t slabs = g.batch * g.channels;
-  const int64_t per_group = g.channels / g.groups;
-  at::parallel_for(0, slabs, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t slab = begin; slab < end; ++slab) {
-      const int64_t b = slab / g.channels, c = slab % g.channels, bg = b * g.groups + c / per_group;
-      const float film_gain = gain ? gain[slab] : 1.0f;
-      const int64_t offset = slab * g.spatial;
-      double v[4] = {0, 0, 0, 0};
-      for (int64_t i = 0; i < g.spatial; ++i) {
-        const auto f = norm_act::forward(x[offset + i], mean[bg], rstd[bg], gamma[c], beta[c]);
-        const float d = dy[offset + i];
-        const float da = norm_act::grad_a(d, film_gain, f);
-        v[0] += d;
-        v[1] += d * f.s;
-        v[2] += da;
-        v[3] += da * f.n;
-      }
-      for (int k = 0; k < 4; ++k) sums[k * slabs + slab] = v[k];
+  for_each_slab(g, [&](int64_t slab, int64_t c, int64_t bg, int64_t offset) {
+    const float film_gain = gain ? gain[slab] : 1.0f;
+    double v[4] = {0, 0, 0, 0};
+    for (int64_t i = 0; i < g.spatial; ++i) {
+      const auto f = norm_act::forward(x[offset + i], mean[bg], rstd[bg], gamma[c], beta[c]);
+      const float d = dy[offset + i];
+      const float da = norm_act::grad_a(d, film_gain, f);
+      v[0] += d;
+      v[1] += d * f.s;
+      v[2] += da;
+      v[3] += da * f.n;
     }
+    for (int k = 0; k < 4; ++k) sums[k * slabs + slab] = v[k];
   });
 }
 
 void cpu_backward_apply(const float* x, const float* dy, const float* gamma, const float* beta, const float* gain,
                         const float* mean, const float* rstd, const float* mean_dn, const float* mean_dn_n, float* dx,
                         Geometry g) {
-  const int64_t slabs = g.batch * g.channels;
-  const int64_t per_group = g.channels / g.groups;
-  at::parallel_for(0, slabs, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t slab = begin; slab < end; ++slab) {
-      const int64_t b = slab / g.channels, c = slab % g.channels, bg = b * g.groups + c / per_group;
-      const float film_gain = gain ? gain[slab] : 1.0f;
-      const int64_t offset = slab * g.spatial;
-      for (int64_t i = 0; i < g.spatial; ++i) {
-        const auto f = norm_act::forward(x[offset + i], mean[bg], rstd[bg], gamma[c], beta[c]);
-        const float dn = norm_act::grad_a(dy[offset + i], film_gain, f) * gamma[c];
-        dx[offset + i] = rstd[bg] * (dn - mean_dn[bg] - f.n * mean_dn_n[bg]);
-      }
+  for_each_slab(g, [&](int64_t slab, int64_t c, int64_t bg, int64_t offset) {
+    const float film_gain = gain ? gain[slab] : 1.0f;
+    for (int64_t i = 0; i < g.spatial; ++i) {
+      const auto f = norm_act::forward(x[offset + i], mean[bg], rstd[bg], gamma[c], beta[c]);
+      const float dn = norm_act::grad_a(dy[offset + i], film_gain, f) * gamma[c];
+      dx[offset + i] = rstd[bg] * (dn - mean_dn[bg] - f.n * mean_dn_n[bg]);
     }
   });
 }
