@@ -95,6 +95,9 @@ sw = [v["ms"] for k, v in ours.items() if k and k.startswith("sliding_window_160
 row("sliding window 160x256x256 (best sw-batch)", min(sw) if sw else None, g(peer, "sliding_window_160x256x256_bf16", "ms"), "ms")
 print("| measure | vmat-native | PyTorch eager | ratio |\n|---|---|---|---|")
 print("\n".join(rows))
-print("sobel check:", g(ours, "sobel_loss_fwd_bwd_2x128^3", "check_ok"))
+sobel = sorted((v for k, v in ours.items() if k and k.startswith("sobel_loss_fwd_bwd_2x128^3")),
+               key=lambda v: v.get("planes_per_thread", 0))
+print("Sobel loss fwd+bwd 2x128^3 by planes per thread:",
+      ", ".join(f'{v.get("planes_per_thread")}: {v.get("fused_ms", 0):.3f} ms check {v.get("check_ok")}' for v in sobel))
 EOF
 log "done"

@@ -7,7 +7,9 @@
 // planes next to the gradient plane being written. Both passes run over chunks of planes with at::parallel_for.
 #include <ATen/Parallel.h>
 
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <sstream>
 #include <vector>
 
@@ -197,68 +199,123 @@ void sobel_l1_backward_cpu(const float* p, const float* t, const Geometry& g, fl
 }
 
 
+constexpr int64_t kMaxPlanesPerThread = 1024;
+
+int64_t checked_planes_per_thread(int64_t planes, const std::string& source) {
+  require(planes >= 1 && planes <= kMaxPlanesPerThread,
+          source + " must be an integer from 1 to " + std::to_string(kMaxPlanesPerThread) + ", got " +
+              std::to_string(planes));
+  return planes;
+}
+
+int64_t initial_planes_per_thread() {
+  const char* value = std::getenv("VMAT_SOBEL_PLANES_PER_THREAD");
+  if (value == nullptr || *value == '\0') return 16;
+  char* end = nullptr;
+  const long long planes = std::strtoll(value, &end, 10);
+  require(*end == '\0' && planes >= 1 && planes <= kMaxPlanesPerThread,
+          "VMAT_SOBEL_PLANES_PER_THREAD must be an integer from 1 to " + std::to_string(kMaxPlanesPerThread) +
+              ", got '" + value + "'");
+  return planes;
+}
+
+std::atomic<int64_t>& planes_per_thread() {
+  static std::atomic<int64_t> current{initial_planes_per_thread()};
+  return current;
+}
+
 Geometry geometry_of(const at::Tensor& p) { return {p.size(0) * p.size(1), p.size(2), p.size(3), p.size(4)}; }
 
-at::Tensor sobel_l1_value(const at::Tensor& p, const at::Tensor& t) {
-  const auto g = geometry_of(p);
-  if (p.is_cuda()) {
 #ifdef VMAT_WITH_CUDA
-    const c10::cuda::CUDAGuard guard(p.device());
-    auto loss = torch::empty({}, p.options());
-    auto partials = torch::empty({cuda::sobel_l1_partial_count(g.volumes, g.depth, g.height, g.width)},
-                                 p.options().dtype(torch::kDouble));
-    cuda::sobel_l1_forward(p.data_ptr<float>(), t.data_ptr<float>(), g.volumes, g.depth, g.height, g.width,
-                           partials.data_ptr<double>(), loss.data_ptr<float>(),
-                           c10::cuda::getCurrentCUDAStream().stream());
-    return loss;
-#else
-    throw Error(ErrorCode::InvalidInput, "the Sobel loss got CUDA tensors, but vmat-native was built without its CUDA kernels");
+// Forward on CUDA: the loss and the packed signs (uint8, p's shape) that backward filters into the gradient.
+std::pair<at::Tensor, at::Tensor> sobel_l1_value_cuda(const at::Tensor& p, const at::Tensor& t, int64_t planes) {
+  const auto g = geometry_of(p);
+  const c10::cuda::CUDAGuard guard(p.device());
+  auto loss = torch::empty({}, p.options());
+  auto signs = torch::empty(p.sizes(), p.options().dtype(torch::kByte));
+  auto partials = torch::empty({cuda::sobel_l1_partial_count(g.volumes, g.depth, g.height, g.width, planes)},
+                               p.options().dtype(torch::kDouble));
+  cuda::sobel_l1_forward(p.data_ptr<float>(), t.data_ptr<float>(), g.volumes, g.depth, g.height, g.width, planes,
+                         signs.data_ptr<uint8_t>(), partials.data_ptr<double>(), loss.data_ptr<float>(),
+                         c10::cuda::getCurrentCUDAStream().stream());
+  return {loss, signs};
+}
+
+std::pair<at::Tensor, at::Tensor> sobel_l1_gradients_cuda(const at::Tensor& signs, int64_t planes,
+                                                          const at::Tensor& grad_loss, bool want_p, bool want_t) {
+  const auto g = geometry_of(signs);
+  const c10::cuda::CUDAGuard guard(signs.device());
+  const auto options = signs.options().dtype(torch::kFloat);
+  at::Tensor grad_p = want_p ? torch::empty(signs.sizes(), options) : at::Tensor();
+  at::Tensor grad_t = want_t ? torch::empty(signs.sizes(), options) : at::Tensor();
+  const auto scale = grad_loss.to(torch::kFloat).contiguous();
+  cuda::sobel_l1_backward(signs.data_ptr<uint8_t>(), scale.data_ptr<float>(), g.volumes, g.depth, g.height, g.width,
+                          planes, want_p ? grad_p.data_ptr<float>() : nullptr, want_t ? grad_t.data_ptr<float>() : nullptr,
+                          c10::cuda::getCurrentCUDAStream().stream());
+  return {grad_p, grad_t};
+}
 #endif
-  }
+
+at::Tensor sobel_l1_value_cpu(const at::Tensor& p, const at::Tensor& t) {
+  const auto g = geometry_of(p);
   const double sum = sobel_l1_sum_cpu(p.data_ptr<float>(), t.data_ptr<float>(), g);
   return torch::full({}, static_cast<float>(sum / (3.0 * static_cast<double>(g.voxels()))), p.options());
 }
 
-std::pair<at::Tensor, at::Tensor> sobel_l1_gradients(const at::Tensor& p, const at::Tensor& t,
-                                                     const at::Tensor& grad_loss, bool want_p, bool want_t) {
+std::pair<at::Tensor, at::Tensor> sobel_l1_gradients_cpu(const at::Tensor& p, const at::Tensor& t,
+                                                         const at::Tensor& grad_loss, bool want_p, bool want_t) {
   const auto g = geometry_of(p);
   at::Tensor grad_p = want_p ? torch::empty_like(p) : at::Tensor();
   at::Tensor grad_t = want_t ? torch::empty_like(t) : at::Tensor();
-  float* grad_p_data = want_p ? grad_p.data_ptr<float>() : nullptr;
-  float* grad_t_data = want_t ? grad_t.data_ptr<float>() : nullptr;
-  if (p.is_cuda()) {
-#ifdef VMAT_WITH_CUDA
-    const c10::cuda::CUDAGuard guard(p.device());
-    const auto scale = grad_loss.to(torch::kFloat).contiguous();
-    cuda::sobel_l1_backward(p.data_ptr<float>(), t.data_ptr<float>(), scale.data_ptr<float>(), g.volumes, g.depth,
-                            g.height, g.width, grad_p_data, grad_t_data, c10::cuda::getCurrentCUDAStream().stream());
-    return {grad_p, grad_t};
-#else
-    throw Error(ErrorCode::InvalidInput, "the Sobel loss got CUDA tensors, but vmat-native was built without its CUDA kernels");
-#endif
-  }
   const float coefficient =
       static_cast<float>(-grad_loss.item<double>() * kNorm / (3.0 * static_cast<double>(g.voxels())));
-  sobel_l1_backward_cpu(p.data_ptr<float>(), t.data_ptr<float>(), g, coefficient, grad_p_data, grad_t_data);
+  sobel_l1_backward_cpu(p.data_ptr<float>(), t.data_ptr<float>(), g, coefficient,
+                        want_p ? grad_p.data_ptr<float>() : nullptr, want_t ? grad_t.data_ptr<float>() : nullptr);
   return {grad_p, grad_t};
 }
 
+// CUDA saves only the packed signs (one byte per voxel); the CPU saves p and t and recomputes the signs plane by plane.
 class SobelL1Function : public torch::autograd::Function<SobelL1Function> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::Tensor p, at::Tensor t) {
+    if (p.is_cuda()) {
+#ifdef VMAT_WITH_CUDA
+      const int64_t planes = planes_per_thread().load();
+      auto [loss, signs] = sobel_l1_value_cuda(p, t, planes);
+      ctx->save_for_backward({signs});
+      ctx->saved_data["planes_per_thread"] = planes;
+      return loss;
+#else
+      throw Error(ErrorCode::InvalidInput,
+                  "the Sobel loss got CUDA tensors, but vmat-native was built without its CUDA kernels");
+#endif
+    }
     ctx->save_for_backward({p, t});
-    return sobel_l1_value(p, t);
+    return sobel_l1_value_cpu(p, t);
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs) {
     const auto saved = ctx->get_saved_variables();
-    auto grads = sobel_l1_gradients(saved[0], saved[1], grad_outputs[0], ctx->needs_input_grad(0),
-                                     ctx->needs_input_grad(1));
+    const bool want_p = ctx->needs_input_grad(0), want_t = ctx->needs_input_grad(1);
+#ifdef VMAT_WITH_CUDA
+    if (saved.size() == 1) {
+      auto grads = sobel_l1_gradients_cuda(saved[0], ctx->saved_data["planes_per_thread"].toInt(), grad_outputs[0],
+                                           want_p, want_t);
+      return {grads.first, grads.second};
+    }
+#endif
+    auto grads = sobel_l1_gradients_cpu(saved[0], saved[1], grad_outputs[0], want_p, want_t);
     return {grads.first, grads.second};
   }
 };
 
 }  // namespace
+
+void set_sobel_planes_per_thread(int64_t planes) {
+  planes_per_thread().store(checked_planes_per_thread(planes, "the Sobel loss planes per thread"));
+}
+
+int64_t sobel_planes_per_thread() { return planes_per_thread().load(); }
 
 at::Tensor sobel_gradient_loss(const at::Tensor& pred, const at::Tensor& target) {
   require(pred.dim() == 5, "the Sobel loss needs [batch, channels, depth, height, width] volumes, got shape " +

@@ -1,11 +1,12 @@
-// Fused Sobel-loss CUDA kernels (see sobel_loss.cpp for the maths). Each block owns a tile of voxels:
-// forward loads u = p - t with a 1-voxel halo into shared memory and reduces |G_k * u| per block; backward loads u
-// with a 2-voxel halo, computes the sign planes S_k = sign(G_k * u) for the tile plus a 1-voxel halo in shared
-// memory, then writes -(1/3N) * sum_k (G_k * S_k). No gradient volume ever reaches global memory.
+// Fused Sobel-loss CUDA kernels: one thread per voxel column and run of planes (sobel_columns.h holds the per-thread
+// work, shared with the CPU tests). Forward reduces |G_k * u| per block into partial sums and stores the packed
+// signs; backward filters the signs into the gradient. No gradient volume and no float intermediate reach global
+// memory: forward reads p and t once and writes one byte per voxel, backward reads that byte and writes the gradient.
 #include <cuda_runtime.h>
 
 #include <string>
 
+#include "sobel_columns.h"
 #include "sobel_loss_cuda.h"
 #include "vmat/error.h"
 
@@ -13,95 +14,53 @@ namespace vmat::cuda {
 
 namespace {
 
-// Tiles of 32 x 8 x 4 (x, y, z): 32 voxels along x, the contiguous axis, make the halo'd rows 34-36 floats long for
-// coalesced loads. Measured on an H200 (scripts/gpu-sobel-tiles.sh, BENCHMARKS.md): 0.366 ms for 2 x 128^3 against
-// 0.374 ms (8^3) and 0.397 ms (16 x 8 x 8), forward + backward.
-#ifndef VMAT_SOBEL_TILE_X  // overridable to time other tile shapes (scripts/gpu-sobel-tiles.sh)
-#define VMAT_SOBEL_TILE_X 32
-#endif
-#ifndef VMAT_SOBEL_TILE_Z
-#define VMAT_SOBEL_TILE_Z 4
-#endif
-constexpr int kTileX = VMAT_SOBEL_TILE_X;
-constexpr int kTileY = 8;
-constexpr int kTileZ = VMAT_SOBEL_TILE_Z;
-constexpr int kThreads = kTileX * kTileY * kTileZ;
+using sobel_columns::Dims;
+
+// 32 columns along x (the contiguous axis, so a warp's loads of one row are one coalesced segment) by 8 along y.
+constexpr int kBlockX = 32;
+constexpr int kBlockY = 8;
+constexpr int kThreads = kBlockX * kBlockY;
 constexpr float kNorm = 1.f / 32.f;
 
-// Kernel k in {z, y, x} tap (a, b, c): derivative [-1, 0, 1] along axis k, smoothing [1, 2, 1] along the others.
-__device__ __forceinline__ float tap(int axis, int a, int b, int c) {
-  const float smooth[3] = {1.f, 2.f, 1.f};
-  const float diff[3] = {-1.f, 0.f, 1.f};
-  if (axis == 0) return diff[a] * smooth[b] * smooth[c];
-  if (axis == 1) return smooth[a] * diff[b] * smooth[c];
-  return smooth[a] * smooth[b] * diff[c];
+// Grid: x = column tiles along x, y = column tiles along y, z = volume * runs + run.
+dim3 grid_of(const Dims& d) {
+  const int64_t runs = sobel_columns::runs_per_column(d);
+  const int64_t tiles_y = (d.height + kBlockY - 1) / kBlockY;
+  if (tiles_y > 65535 || d.volumes * runs > 65535)
+    throw Error(ErrorCode::InvalidInput, "the Sobel loss volume is too large for one CUDA launch");
+  return dim3(static_cast<unsigned>((d.width + kBlockX - 1) / kBlockX), static_cast<unsigned>(tiles_y),
+              static_cast<unsigned>(d.volumes * runs));
 }
 
-// Unnormalised Sobel component `axis` of the 3x3x3 window whose corner is `f` (strides sz, sy, 1).
-__device__ __forceinline__ float sobel_at(const float* f, int sz, int sy, int axis) {
-  float acc = 0.f;
-#pragma unroll
-  for (int a = 0; a < 3; ++a)
-#pragma unroll
-    for (int b = 0; b < 3; ++b)
-#pragma unroll
-      for (int c = 0; c < 3; ++c) acc += tap(axis, a, b, c) * f[a * sz + b * sy + c];
-  return acc;
-}
-
-__device__ __forceinline__ float sign_of(float v) { return static_cast<float>((v > 0.f) - (v < 0.f)); }
-
-struct Tiles {
-  int64_t x, y, z;
+struct Thread {
+  int64_t volume, run, y, x;
+  bool inside;
 };
 
-__host__ __device__ inline Tiles tiles_of(int64_t d, int64_t h, int64_t w) {
-  return {(w + kTileX - 1) / kTileX, (h + kTileY - 1) / kTileY, (d + kTileZ - 1) / kTileZ};
+__device__ __forceinline__ Thread this_thread(const Dims& d) {
+  const int64_t runs = sobel_columns::runs_per_column(d);
+  Thread t;
+  t.volume = blockIdx.z / runs;
+  t.run = blockIdx.z % runs;
+  t.y = static_cast<int64_t>(blockIdx.y) * kBlockY + threadIdx.y;
+  t.x = static_cast<int64_t>(blockIdx.x) * kBlockX + threadIdx.x;
+  t.inside = t.y < d.height && t.x < d.width;
+  return t;
 }
 
-// Loads u = p - t for the box of sz x sy x sx voxels whose corner is (z0, y0, x0); zero outside the volume.
-__device__ void load_difference(const float* p, const float* t, int64_t d, int64_t h, int64_t w, int64_t z0,
-                                int64_t y0, int64_t x0, int sz, int sy, int sx, float* u) {
-  const int tid = threadIdx.x;
-  const int count = sz * sy * sx;
-  for (int i = tid; i < count; i += kThreads) {
-    const int iz = i / (sy * sx), iy = (i / sx) % sy, ix = i % sx;
-    const int64_t z = z0 + iz, y = y0 + iy, x = x0 + ix;
-    float value = 0.f;
-    if (z >= 0 && z < d && y >= 0 && y < h && x >= 0 && x < w) {
-      const int64_t index = (z * h + y) * w + x;
-      value = p[index] - t[index];
-    }
-    u[i] = value;
-  }
-}
-
-__global__ void __launch_bounds__(kThreads, 2) forward_kernel(const float* p, const float* t, int64_t d, int64_t h, int64_t w, double* partials) {
-  constexpr int ux = kTileX + 2, uy = kTileY + 2, uz = kTileZ + 2;
-  __shared__ float u[uz * uy * ux];
+__global__ void __launch_bounds__(kThreads) forward_kernel(const float* __restrict__ p, const float* __restrict__ t,
+                                                           Dims d, uint8_t* __restrict__ signs, double* partials) {
   __shared__ double warp_sums[kThreads / 32];
-  const Tiles tiles = tiles_of(d, h, w);
-  const int64_t tile_x = blockIdx.x % tiles.x, tile_y = blockIdx.x / tiles.x, tile_z = blockIdx.y;
-  const int64_t volume = blockIdx.z;
-  const int64_t offset = volume * d * h * w;
-  const int64_t z0 = tile_z * kTileZ, y0 = tile_y * kTileY, x0 = tile_x * kTileX;
-  load_difference(p + offset, t + offset, d, h, w, z0 - 1, y0 - 1, x0 - 1, uz, uy, ux, u);
-  __syncthreads();
-
-  const int lz = threadIdx.x / (kTileX * kTileY), ly = (threadIdx.x / kTileX) % kTileY, lx = threadIdx.x % kTileX;
-  double value = 0.0;
-  if (z0 + lz < d && y0 + ly < h && x0 + lx < w) {
-    const float* window = u + (lz * uy + ly) * ux + lx;
-    value = fabsf(sobel_at(window, uy * ux, ux, 0)) + fabsf(sobel_at(window, uy * ux, ux, 1)) +
-            fabsf(sobel_at(window, uy * ux, ux, 2));
-  }
+  const Thread me = this_thread(d);
+  double value = me.inside ? sobel_columns::forward_run(p, t, signs, d, me.volume, me.run, me.y, me.x) : 0.0;
   for (int step = 16; step > 0; step /= 2) value += __shfl_down_sync(0xffffffffu, value, step);
-  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = value;
+  const int lane = threadIdx.y * kBlockX + threadIdx.x;
+  if (lane % 32 == 0) warp_sums[lane / 32] = value;
   __syncthreads();
-  if (threadIdx.x == 0) {
+  if (lane == 0) {
     double block = 0.0;
     for (int i = 0; i < kThreads / 32; ++i) block += warp_sums[i];
-    partials[(volume * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x] = block;
+    partials[(static_cast<int64_t>(blockIdx.z) * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x] = block;
   }
 }
 
@@ -118,42 +77,13 @@ __global__ void finish_kernel(const double* partials, int64_t count, double scal
   if (threadIdx.x == 0) *loss = static_cast<float>(sums[0] * scale);
 }
 
-__global__ void __launch_bounds__(kThreads, 2) backward_kernel(const float* p, const float* t, const float* grad_loss, int64_t d, int64_t h,
-                                int64_t w, double inverse_count, float* grad_p, float* grad_t) {
-  constexpr int ux = kTileX + 4, uy = kTileY + 4, uz = kTileZ + 4;
-  constexpr int sx = kTileX + 2, sy = kTileY + 2, sz = kTileZ + 2;
-  constexpr int s_volume = sz * sy * sx;
-  __shared__ float u[uz * uy * ux];
-  __shared__ float s[3 * s_volume];
-  const Tiles tiles = tiles_of(d, h, w);
-  const int64_t tile_x = blockIdx.x % tiles.x, tile_y = blockIdx.x / tiles.x, tile_z = blockIdx.y;
-  const int64_t volume = blockIdx.z;
-  const int64_t offset = volume * d * h * w;
-  const int64_t z0 = tile_z * kTileZ, y0 = tile_y * kTileY, x0 = tile_x * kTileX;
-  load_difference(p + offset, t + offset, d, h, w, z0 - 2, y0 - 2, x0 - 2, uz, uy, ux, u);
-  __syncthreads();
-
-  // Signs at the tile plus a 1-voxel halo; positions outside the volume have no output, hence sign 0.
-  for (int i = threadIdx.x; i < s_volume; i += kThreads) {
-    const int iz = i / (sy * sx), iy = (i / sx) % sy, ix = i % sx;
-    const int64_t z = z0 - 1 + iz, y = y0 - 1 + iy, x = x0 - 1 + ix;
-    const bool inside = z >= 0 && z < d && y >= 0 && y < h && x >= 0 && x < w;
-    const float* window = u + (iz * uy + iy) * ux + ix;
-    for (int axis = 0; axis < 3; ++axis)
-      s[axis * s_volume + i] = inside ? sign_of(sobel_at(window, uy * ux, ux, axis)) : 0.f;
-  }
-  __syncthreads();
-
-  const int lz = threadIdx.x / (kTileX * kTileY), ly = (threadIdx.x / kTileX) % kTileY, lx = threadIdx.x % kTileX;
-  const int64_t z = z0 + lz, y = y0 + ly, x = x0 + lx;
-  if (z >= d || y >= h || x >= w) return;
-  const int corner = (lz * sy + ly) * sx + lx;
-  float sum = 0.f;
-  for (int axis = 0; axis < 3; ++axis) sum += sobel_at(s + axis * s_volume + corner, sy * sx, sx, axis);
-  const float value = static_cast<float>(-static_cast<double>(*grad_loss) * kNorm * inverse_count) * sum;
-  const int64_t index = offset + (z * h + y) * w + x;
-  if (grad_p) grad_p[index] = value;
-  if (grad_t) grad_t[index] = -value;
+__global__ void __launch_bounds__(kThreads) backward_kernel(const uint8_t* __restrict__ signs,
+                                                            const float* grad_loss, Dims d, double inverse_count,
+                                                            float* __restrict__ grad_p, float* __restrict__ grad_t) {
+  const Thread me = this_thread(d);
+  if (!me.inside) return;
+  const float coefficient = static_cast<float>(-static_cast<double>(*grad_loss) * kNorm * inverse_count);
+  sobel_columns::backward_run(signs, coefficient, grad_p, grad_t, d, me.volume, me.run, me.y, me.x);
 }
 
 void check_launch(const char* what) {
@@ -162,37 +92,33 @@ void check_launch(const char* what) {
     throw Error(ErrorCode::Internal, std::string("the Sobel loss ") + what + " kernel failed: " + cudaGetErrorString(status));
 }
 
-dim3 grid_of(int64_t volumes, int64_t d, int64_t h, int64_t w) {
-  const Tiles tiles = tiles_of(d, h, w);
-  if (tiles.z > 65535 || volumes > 65535)
-    throw Error(ErrorCode::InvalidInput, "the Sobel loss volume is too large for one CUDA launch");
-  return dim3(static_cast<unsigned>(tiles.x * tiles.y), static_cast<unsigned>(tiles.z), static_cast<unsigned>(volumes));
-}
+double voxels_of(const Dims& d) { return static_cast<double>(d.volumes) * d.depth * d.height * d.width; }
 
 }  // namespace
 
-int64_t sobel_l1_partial_count(int64_t volumes, int64_t depth, int64_t height, int64_t width) {
-  const Tiles tiles = tiles_of(depth, height, width);
-  return volumes * tiles.x * tiles.y * tiles.z;
+int64_t sobel_l1_partial_count(int64_t volumes, int64_t depth, int64_t height, int64_t width,
+                               int64_t planes_per_thread) {
+  const dim3 grid = grid_of(Dims{volumes, depth, height, width, planes_per_thread});
+  return static_cast<int64_t>(grid.x) * grid.y * grid.z;
 }
 
 void sobel_l1_forward(const float* p, const float* t, int64_t volumes, int64_t depth, int64_t height, int64_t width,
-                      double* partials, float* loss, void* stream) {
+                      int64_t planes_per_thread, uint8_t* signs, double* partials, float* loss, void* stream) {
   const auto cuda_stream = static_cast<cudaStream_t>(stream);
-  forward_kernel<<<grid_of(volumes, depth, height, width), kThreads, 0, cuda_stream>>>(p, t, depth, height, width,
-                                                                                     partials);
+  const Dims d{volumes, depth, height, width, planes_per_thread};
+  forward_kernel<<<grid_of(d), dim3(kBlockX, kBlockY), 0, cuda_stream>>>(p, t, d, signs, partials);
   check_launch("forward");
-  const double voxels = static_cast<double>(volumes) * depth * height * width;
-  finish_kernel<<<1, 1024, 0, cuda_stream>>>(partials, sobel_l1_partial_count(volumes, depth, height, width),
-                                             kNorm / (3.0 * voxels), loss);
+  finish_kernel<<<1, 1024, 0, cuda_stream>>>(partials,
+                                             sobel_l1_partial_count(volumes, depth, height, width, planes_per_thread),
+                                             kNorm / (3.0 * voxels_of(d)), loss);
   check_launch("reduction");
 }
 
-void sobel_l1_backward(const float* p, const float* t, const float* grad_loss, int64_t volumes, int64_t depth,
-                       int64_t height, int64_t width, float* grad_p, float* grad_t, void* stream) {
-  const double voxels = static_cast<double>(volumes) * depth * height * width;
-  backward_kernel<<<grid_of(volumes, depth, height, width), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      p, t, grad_loss, depth, height, width, 1.0 / (3.0 * voxels), grad_p, grad_t);
+void sobel_l1_backward(const uint8_t* signs, const float* grad_loss, int64_t volumes, int64_t depth, int64_t height,
+                       int64_t width, int64_t planes_per_thread, float* grad_p, float* grad_t, void* stream) {
+  const Dims d{volumes, depth, height, width, planes_per_thread};
+  backward_kernel<<<grid_of(d), dim3(kBlockX, kBlockY), 0, static_cast<cudaStream_t>(stream)>>>(
+      signs, grad_loss, d, 1.0 / (3.0 * voxels_of(d)), grad_p, grad_t);
   check_launch("backward");
 }
 

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "../src/sobel_columns.h"
 #include "vmat/error.h"
 #include "vmat/losses.h"
 
@@ -89,6 +90,78 @@ TEST(SobelLoss, RejectsBadInput) {
   EXPECT_THROW(vmat::sobel_gradient_loss(torch::zeros({4, 4, 4}), torch::zeros({4, 4, 4})), vmat::Error);
   EXPECT_THROW(vmat::sobel_gradient_loss(torch::zeros({1, 1, 4, 4, 4}, torch::kDouble), torch::zeros({1, 1, 4, 4, 4}, torch::kDouble)),
                vmat::Error);
+}
+
+// What the CUDA kernels of sobel_loss.cu compute, run thread by thread on the CPU: every (volume, run, y, x) of
+// the launch calls the same per-thread functions, forward (partial sums and packed signs) then backward.
+void expect_column_kernels_match_the_convolution_form(std::vector<int64_t> shape, uint64_t seed,
+                                                      int64_t planes_per_thread) {
+  namespace sc = vmat::sobel_columns;
+  torch::manual_seed(seed);
+  auto p = torch::randn(shape).requires_grad_(true);
+  auto t = torch::randn(shape).requires_grad_(true);
+  const sc::Dims d{shape[0] * shape[1], shape[2], shape[3], shape[4], planes_per_thread};
+  const double voxels = static_cast<double>(p.numel());
+  auto signs = torch::full(shape, 255, torch::kByte);  // any byte left unwritten would show as a wrong gradient
+  double sum = 0.0;
+  for (int64_t volume = 0; volume < d.volumes; ++volume)
+    for (int64_t run = 0; run < sc::runs_per_column(d); ++run)
+      for (int64_t y = 0; y < d.height; ++y)
+        for (int64_t x = 0; x < d.width; ++x)
+          sum += sc::forward_run(p.data_ptr<float>(), t.data_ptr<float>(), signs.data_ptr<uint8_t>(), d, volume,
+                                 run, y, x);
+  const double value = sum / 32.0 / (3.0 * voxels);
+  const double grad_scale = 2.5;  // an upstream gradient other than 1
+  const float coefficient = static_cast<float>(-grad_scale / 32.0 / (3.0 * voxels));
+  auto grad_p = torch::full(shape, std::nanf("")), grad_t = torch::full(shape, std::nanf(""));
+  for (int64_t volume = 0; volume < d.volumes; ++volume)
+    for (int64_t run = 0; run < sc::runs_per_column(d); ++run)
+      for (int64_t y = 0; y < d.height; ++y)
+        for (int64_t x = 0; x < d.width; ++x)
+          sc::backward_run(signs.data_ptr<uint8_t>(), coefficient, grad_p.data_ptr<float>(),
+                           grad_t.data_ptr<float>(), d, volume, run, y, x);
+
+  const auto conv = conv_form(p, t);
+  (grad_scale * conv).backward();
+  EXPECT_NEAR(value, conv.item<double>(), 2e-6 * std::abs(conv.item<double>()));
+  const double scale = p.grad().abs().max().item<double>();
+  EXPECT_GT(scale, 0);
+  EXPECT_LE((grad_p - p.grad()).abs().max().item<double>(), 1e-5 * scale);
+  EXPECT_LE((grad_t - t.grad()).abs().max().item<double>(), 1e-5 * scale);
+}
+
+TEST(SobelLossColumnKernels, PackedSignsRoundTrip) {
+  namespace sc = vmat::sobel_columns;
+  for (const float gz : {-2.f, 0.f, 3.f})
+    for (const float gy : {-1.f, 0.f, 0.5f})
+      for (const float gx : {-7.f, 0.f, 1e-30f}) {
+        const uint8_t bits = sc::pack_signs(gz, gy, gx);
+        EXPECT_EQ(sc::unpack_sign(bits, 0), (gz > 0) - (gz < 0));
+        EXPECT_EQ(sc::unpack_sign(bits, 1), (gy > 0) - (gy < 0));
+        EXPECT_EQ(sc::unpack_sign(bits, 2), (gx > 0) - (gx < 0));
+      }
+}
+
+TEST(SobelLossColumnKernels, MatchTheConvolutionForm) {
+  for (const int64_t planes : {16, 1, 3, 32}) {
+    SCOPED_TRACE("planes per thread " + std::to_string(planes));
+    expect_column_kernels_match_the_convolution_form({2, 1, 7, 9, 11}, 21, planes);
+    expect_column_kernels_match_the_convolution_form({2, 1, 37, 6, 5}, 22, planes);  // partial last runs, 2 volumes
+    expect_column_kernels_match_the_convolution_form({1, 1, 32, 3, 4}, 23, planes);
+    expect_column_kernels_match_the_convolution_form({1, 1, 17, 1, 1}, 24, planes);  // one column
+    expect_column_kernels_match_the_convolution_form({1, 1, 1, 4, 3}, 25, planes);   // a single plane
+    expect_column_kernels_match_the_convolution_form({3, 1, 2, 2, 2}, 26, planes);   // three tiny volumes
+  }
+}
+
+TEST(SobelLoss, PlanesPerThreadIsChecked) {
+  const int64_t before = vmat::sobel_planes_per_thread();
+  EXPECT_EQ(before, 16);
+  EXPECT_THROW(vmat::set_sobel_planes_per_thread(0), vmat::Error);
+  EXPECT_THROW(vmat::set_sobel_planes_per_thread(1025), vmat::Error);
+  vmat::set_sobel_planes_per_thread(8);
+  EXPECT_EQ(vmat::sobel_planes_per_thread(), 8);
+  vmat::set_sobel_planes_per_thread(before);
 }
 
 TEST(DoseLoss, TotalIsTheSpecFormula) {

@@ -35,4 +35,10 @@ at::Tensor negative_penalty(const at::Tensor& pred);
 // filtered on its own), same shape and device.
 at::Tensor sobel_gradient_loss(const at::Tensor& pred, const at::Tensor& target);
 
+// On CUDA each thread of the Sobel loss marches this many planes of one voxel column (default 16). The environment
+// variable VMAT_SOBEL_PLANES_PER_THREAD or set_sobel_planes_per_thread() changes it, to time other values; the
+// result is the same for any value. Accepted: 1 to 1024.
+void set_sobel_planes_per_thread(int64_t planes);
+int64_t sobel_planes_per_thread();
+
 }  // namespace vmat
