@@ -6,7 +6,8 @@
 #
 # Prepare here first: `bash scripts/gpu-prepare.sh` (Node binary, production node_modules, GoogleTest, the peer
 # scripts into .gpu/) and `npm run build:ts`. Then, with the device tool: carry [".gpu", "dist"], command
-# `bash scripts/gpu-check.sh`. VMAT_BUILD_DIR and VMAT_SKIP_BUILD allow a dry run elsewhere.
+# `bash scripts/gpu-check.sh` (~275 s on an H200; `VMAT_GPU_CHECK_COMPILE=1 bash scripts/gpu-check.sh` also times
+# the peer under torch.compile, about 80 s more). VMAT_BUILD_DIR and VMAT_SKIP_BUILD allow a dry run elsewhere.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # The device tool brings back at most 8 files from $OUT: logs are written to a work folder and packed into
@@ -50,18 +51,21 @@ grep -E "SKIPPED|FAILED|Failure" -A3 "$OUT/ctest.log" | head -30
 log "native GPU benchmark"
 "./$build/bench_gpu" --json "$OUT/native.json" 2>&1 | tee "$OUT/bench_gpu.log"
 
-log "PyTorch peer (eager)"
-(cd .gpu/peer && OUT="$OUT" timeout 200 python3 pytorch_peer_bench.py > "$OUT/peer.log" 2>&1)
+# VMAT_GPU_CHECK_COMPILE=1 adds the peer's torch.compile step (about 60 s of compiling on top).
+if [[ "${VMAT_GPU_CHECK_COMPILE:-0}" == 1 ]]; then peer_flags=(--compile) peer_limit=320; else peer_flags=() peer_limit=200; fi
+log "PyTorch peer (eager${peer_flags:+ and torch.compile})"
+(cd .gpu/peer && OUT="$OUT" timeout "$peer_limit" python3 pytorch_peer_bench.py "${peer_flags[@]}" > "$OUT/peer.log" 2>&1)
 grep -E "^\{\"(train|sobel|sliding)" "$OUT/peer.log"
 
 log "gamma, CPU ($cpus threads) vs CUDA"
 timeout 120 "./$build/bench_gamma" --size 128 --threads "$cpus" --repeat 3 --check-cuda 2>&1 | tee "$OUT/bench_gamma.log"
 
-log "end to end: synth -> train (cuda, base 48, patch 64) -> evaluate RUN"
+# Patch 128 as in the issue's table, so that the data-wait fraction is measured at the size that loads the loader most.
+log "end to end: synth -> train (cuda, base 48, patch 128) -> evaluate RUN"
 rm -rf /tmp/e2e && mkdir -p /tmp/e2e
-node dist/cli/main.js synth --out /tmp/e2e/data --cases 8 --shape 96,128,128 2>&1 | tail -1
+node dist/cli/main.js synth --out /tmp/e2e/data --cases 8 --shape 128,160,160 2>&1 | tail -1
 timeout 150 node dist/cli/main.js train --exp-name gpu_smoke --data-dir /tmp/e2e/data --log-dir /tmp/e2e/runs \
-  --epochs 3 --patch-size 64 --device cuda --use-gradient-loss 2>&1 | tail -5
+  --epochs 3 --patch-size 128 --device cuda --use-gradient-loss 2>&1 | tail -5
 cp /tmp/e2e/runs/gpu_smoke/metrics.csv "$OUT/e2e_metrics.csv" 2>/dev/null
 grep '"type":"epoch"' /tmp/e2e/runs/gpu_smoke/log.jsonl > "$OUT/e2e_epochs.jsonl" 2>/dev/null
 timeout 90 node dist/cli/main.js evaluate /tmp/e2e/runs/gpu_smoke --device cuda --json > "$OUT/e2e_eval.json" 2> "$OUT/e2e_eval.err"
@@ -88,6 +92,8 @@ def row(label, o, p, unit):
 row("train step fp32/TF32, unfused", g(ours, "train_step_fp32_tf32conv_unfused", "ms_per_step"), g(peer, "train_step_fp32_tf32conv", "ms_per_step"), "ms")
 row("train step bf16, unfused", g(ours, "train_step_bf16_unfused", "ms_per_step"), g(peer, "train_step_bf16_autocast", "ms_per_step"), "ms")
 row("train step bf16, fused norm_act", g(ours, "train_step_bf16_fused", "ms_per_step"), g(peer, "train_step_bf16_autocast", "ms_per_step"), "ms")
+row("same, libtorch per-tensor AdamW + clip", g(ours, "train_step_bf16_fused_libtorch_adamw", "ms_per_step"), g(peer, "train_step_bf16_autocast", "ms_per_step"), "ms")
+row("train step bf16 fused vs torch.compile", g(ours, "train_step_bf16_fused", "ms_per_step"), g(peer, "train_step_bf16_torch_compile", "ms_per_step"), "ms")
 row("peak memory bf16, unfused", g(ours, "train_step_bf16_unfused", "peak_gib"), g(peer, "train_step_bf16_autocast", "peak_gib"), "GiB")
 row("peak memory bf16, fused", g(ours, "train_step_bf16_fused", "peak_gib"), g(peer, "train_step_bf16_autocast", "peak_gib"), "GiB")
 row("Sobel loss fwd+bwd 2x128^3", g(ours, "sobel_loss_fwd_bwd_2x128^3", "fused_ms"), g(peer, "sobel_loss_fwd_bwd_2x128^3", "ms"), "ms")

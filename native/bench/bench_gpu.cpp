@@ -2,7 +2,8 @@
 // shared/reference/pytorch_peer_bench.py, runs in the same device call; scripts/gpu-check.sh runs both):
 //   - a training step of BaselineUNet3D (base 48, batch 2, 128^3, AdamW + clip 1.0, MSE + 0.1 Sobel + 0.1 negative):
 //     fp32 (TF32 convolutions) and bf16 autocast with libtorch's own GroupNorm/SiLU/FiLM ops, and bf16 autocast with
-//     the fused norm_act kernels (the default on CUDA);
+//     the fused norm_act kernels (the default on CUDA), all with the trainer's multi-tensor AdamW and clipping; and
+//     the fused step with libtorch's per-tensor AdamW and clip_grad_norm_ instead;
 //   - the fused Sobel loss forward + backward on 2 x 128^3, checked against the convolution form on the GPU and
 //     against the CPU kernel, for the default and three other planes-per-thread run lengths;
 //   - sliding-window prediction of 160 x 256 x 256 (patch 128, overlap 0.5, bf16).
@@ -12,6 +13,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <memory>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -21,6 +24,7 @@
 
 #include "vmat/losses.h"
 #include "vmat/norm_act.h"
+#include "vmat/optim.h"
 #include "vmat/sliding_window.h"
 #include "vmat/unet.h"
 
@@ -80,32 +84,46 @@ at::Tensor conv_sobel_loss(const at::Tensor& p, const at::Tensor& t) {
   return (gp - gt).abs().mean();
 }
 
-void bench_train_step(const std::string& name, bool bf16, bool fused, int64_t patch, int64_t batch) {
+// `libtorch_optimizer`: libtorch's per-tensor AdamW and clip_grad_norm_ instead of the multi-tensor ones the trainer
+// uses. Either way the step reads the loss and the gradient norm back to the host once, as the trainer does.
+void bench_train_step(const std::string& name, bool bf16, bool fused, int64_t patch, int64_t batch,
+                      bool libtorch_optimizer = false) {
   vmat::set_fused_norm_act(fused ? vmat::FusedNormAct::On : vmat::FusedNormAct::Off);
   torch::manual_seed(0);
   const torch::Device device(torch::kCUDA, 0);
   vmat::BaselineUNet3D model(vmat::UNetConfig{});
   model->to(device);
-  torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-4).weight_decay(0.01));
+  const auto parameters = model->parameters();
+  const auto adamw = torch::optim::AdamWOptions(1e-4).weight_decay(0.01);
+  std::unique_ptr<torch::optim::AdamW> optimizer =
+      libtorch_optimizer ? std::make_unique<torch::optim::AdamW>(parameters, adamw)
+                         : std::make_unique<vmat::MultiTensorAdamW>(parameters, adamw);
   auto x = torch::randn({batch, 9, patch, patch, patch}, torch::TensorOptions().device(device));
   auto c = torch::rand({batch, 13}, torch::TensorOptions().device(device));
   auto y = torch::rand({batch, 1, patch, patch, patch}, torch::TensorOptions().device(device));
   vmat::LossWeights weights;
   weights.use_gradient_loss = true;
+  double checksum = 0;  // what the step reads back, so that the read cannot be optimised away
   auto step = [&] {
-    optimizer.zero_grad();  // libtorch 2.x sets gradients to None, 1.13 zeroes them
+    optimizer->zero_grad();  // libtorch 2.x sets gradients to None, 1.13 zeroes them
     at::Tensor prediction;
     vmat::with_autocast(bf16, device, at::kBFloat16, [&] { prediction = model->forward(x, c); });
     auto terms = vmat::dose_loss(prediction.to(at::kFloat), y, weights);
     terms.total.backward();
-    torch::nn::utils::clip_grad_norm_(model->parameters(), 1.0);
-    optimizer.step();
+    if (libtorch_optimizer) {
+      checksum += torch::nn::utils::clip_grad_norm_(parameters, 1.0) + terms.total.item<double>();
+    } else {
+      const auto norm = vmat::clip_grad_norm(parameters, 1.0);
+      checksum += torch::stack({terms.total.detach(), norm}).sum().item<double>();
+    }
+    optimizer->step();
   };
   reset_peak();
   const double ms = median_ms(step, 3, 10);
   std::ostringstream json;
   json << "{\"name\":\"" << name << "\",\"ms_per_step\":" << ms << ",\"peak_gib\":" << peak_gib()
-       << ",\"voxels_per_s\":" << static_cast<double>(batch * patch * patch * patch) / (ms / 1e3) << "}";
+       << ",\"voxels_per_s\":" << static_cast<double>(batch * patch * patch * patch) / (ms / 1e3)
+       << ",\"finite\":" << (std::isfinite(checksum) ? "true" : "false") << "}";
   record(json.str());
 }
 
@@ -200,6 +218,7 @@ int main(int argc, char** argv) {
       bench_train_step("train_step_fp32_tf32conv_unfused", false, false, 128, 2);
       bench_train_step("train_step_bf16_unfused", true, false, 128, 2);
       bench_train_step("train_step_bf16_fused", true, true, 128, 2);
+      bench_train_step("train_step_bf16_fused_libtorch_adamw", true, true, 128, 2, /*libtorch_optimizer=*/true);
       vmat::set_fused_norm_act(vmat::FusedNormAct::Auto);
     }
     if (want("sliding")) {

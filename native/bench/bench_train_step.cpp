@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "vmat/losses.h"
+#include "vmat/optim.h"
 #include "vmat/unet.h"
 
 namespace F = torch::nn::functional;
@@ -74,8 +75,8 @@ int main(int argc, char** argv) {
   torch::manual_seed(0);
 
   vmat::BaselineUNet3D model(vmat::UNetConfig{9, base});
-  torch::optim::AdamW optimizer(model->parameters(),
-                                torch::optim::AdamWOptions(1e-4).weight_decay(0.01).betas({0.9, 0.999}));
+  vmat::MultiTensorAdamW optimizer(model->parameters(),
+                                   torch::optim::AdamWOptions(1e-4).weight_decay(0.01).betas({0.9, 0.999}));
   const auto x = torch::randn({batch, 9, size, size, size});
   const auto c = torch::randn({batch, 13});
   const auto target = torch::rand({batch, 1, size, size, size});
@@ -86,7 +87,7 @@ int main(int argc, char** argv) {
     optimizer.zero_grad();
     const auto terms = vmat::dose_loss(model->forward(x, c), target, weights);
     terms.total.backward();
-    torch::nn::utils::clip_grad_norm_(model->parameters(), 1.0);
+    vmat::clip_grad_norm(model->parameters(), 1.0);
     optimizer.step();
   });
   std::printf("{\"what\":\"train_step\",\"impl\":\"vmat-native\",\"base\":%ld,\"size\":%ld,\"batch\":%ld,\"threads\":%d,\"steps\":%d,\"median_ms\":%.2f}\n",

@@ -6,11 +6,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <limits>
-#include <sstream>
-#include <type_traits>
 
 #include "vmat/checkpoint.h"
 #include "vmat/error.h"
+#include "vmat/optim.h"
 #include "vmat/runtime.h"
 #include "vmat/sliding_window.h"
 #include "vmat/unet.h"
@@ -64,19 +63,6 @@ class JsonEvent {
  private:
   std::string text_;
 };
-
-// libtorch 1.x keys optimizer state by the parameter's TensorImpl address printed as a string, 2.x by the address.
-template <typename StateMap>
-typename StateMap::key_type state_key(const StateMap&, const at::Tensor& parameter) {
-  using Key = typename StateMap::key_type;
-  if constexpr (std::is_same_v<Key, std::string>) {
-    std::ostringstream stream;
-    stream << parameter.unsafeGetTensorImpl();
-    return stream.str();
-  } else {
-    return static_cast<Key>(parameter.unsafeGetTensorImpl());
-  }
-}
 
 struct BestEntry {
   int64_t epoch;  // 1-based
@@ -242,7 +228,7 @@ TrainResult train_model(const std::vector<TrainingCase>& train_cases, const std:
   const auto named = model->named_parameters();
   std::vector<at::Tensor> parameters;
   for (const auto& item : named) parameters.push_back(item.value());
-  torch::optim::AdamW optimizer(parameters, torch::optim::AdamWOptions(options.lr)
+  MultiTensorAdamW optimizer(parameters, torch::optim::AdamWOptions(options.lr)
                                                 .betas({options.beta1, options.beta2})
                                                 .weight_decay(options.weight_decay)
                                                 .eps(1e-8));
@@ -360,16 +346,6 @@ TrainResult train_model(const std::vector<TrainingCase>& train_cases, const std:
         at::Tensor prediction;
         with_autocast(mixed, device, autocast_dtype, [&] { prediction = model->forward(input, constraints); });
         auto terms = dose_loss(prediction.to(torch::kFloat), target, options.loss);
-        const double total = terms.total.item<double>();
-        if (!finite(total)) {
-          throw Error(ErrorCode::NotFinite,
-                      "training stopped: the loss became " + std::string(std::isnan(total) ? "NaN" : "infinite") + " at epoch " +
-                          std::to_string(epoch + 1) + ", step " + std::to_string(state.step + 1) + " of " + std::to_string(steps) +
-                          " (lr " + format_double(lr, "%.3g") + "); " +
-                          (fs::exists(last_path) ? "checkpoints/last.safetensors keeps the end of the last good epoch"
-                                                 : "no epoch completed, so there is no checkpoint") +
-                          ". Try a lower --lr or --precision fp32");
-        }
         bool stepped = true;
         if (precision == "fp16") {
           (terms.total * state.loss_scale).backward();
@@ -381,7 +357,23 @@ TrainResult train_model(const std::vector<TrainingCase>& train_cases, const std:
           terms.total.backward();
         }
         const double max_norm = options.grad_clip > 0 ? options.grad_clip : std::numeric_limits<double>::infinity();
-        const double norm = torch::nn::utils::clip_grad_norm_(parameters, max_norm);
+        const auto gradient_norm = clip_grad_norm(parameters, max_norm);
+        // One read back to the host per step (each one stalls the device until all queued work is done): the loss
+        // terms and the gradient norm together, after backward.
+        const auto scalars = torch::stack({terms.total.detach(), terms.mse.detach(), terms.grad.detach(),
+                                           terms.neg.detach(), gradient_norm.to(terms.total.device(), torch::kFloat)})
+                                 .to(torch::kCPU, torch::kDouble);
+        const double* values = scalars.data_ptr<double>();
+        const double total = values[0], norm = values[4];
+        if (!finite(total)) {
+          throw Error(ErrorCode::NotFinite,
+                      "training stopped: the loss became " + std::string(std::isnan(total) ? "NaN" : "infinite") + " at epoch " +
+                          std::to_string(epoch + 1) + ", step " + std::to_string(state.step + 1) + " of " + std::to_string(steps) +
+                          " (lr " + format_double(lr, "%.3g") + "); " +
+                          (fs::exists(last_path) ? "checkpoints/last.safetensors keeps the end of the last good epoch"
+                                                 : "no epoch completed, so there is no checkpoint") +
+                          ". Try a lower --lr or --precision fp32");
+        }
         if (precision == "fp16") {
           // Dynamic loss scaling (as torch.cuda.amp.GradScaler): skip the step on overflow and halve the scale.
           if (!finite(norm)) {
@@ -399,9 +391,9 @@ TrainResult train_model(const std::vector<TrainingCase>& train_cases, const std:
         }
         if (stepped) optimizer.step();
         state.sum_total += total;
-        state.sum_mse += terms.mse.item<double>();
-        state.sum_grad += terms.grad.item<double>();
-        state.sum_neg += terms.neg.item<double>();
+        state.sum_mse += values[1];
+        state.sum_grad += values[2];
+        state.sum_neg += values[3];
         state.steps_done += 1;
         const double seconds = seconds_since(step_start);
         voxels += static_cast<double>(input.size(0)) * patch_voxels;
