@@ -155,10 +155,11 @@ PatchBatch PatchLoader::make_batch(int64_t step) const {
   const int64_t last = std::min<int64_t>(first + options_.batch_size, static_cast<int64_t>(order_.size()));
   const int64_t p = options_.patch;
   const int64_t channels = (*cases_)[0].input.size(0);
+  const auto options = torch::TensorOptions().dtype(torch::kFloat).pinned_memory(options_.pin_memory);
   PatchBatch batch;
-  batch.input = torch::empty({last - first, channels, p, p, p}, torch::kFloat);
-  batch.dose = torch::empty({last - first, 1, p, p, p}, torch::kFloat);
-  batch.constraints = torch::empty({last - first, (*cases_)[0].constraints.numel()}, torch::kFloat);
+  batch.input = torch::empty({last - first, channels, p, p, p}, options);
+  batch.dose = torch::empty({last - first, 1, p, p, p}, options);
+  batch.constraints = torch::empty({last - first, (*cases_)[0].constraints.numel()}, options);
   for (int64_t i = first; i < last; ++i) {
     const auto plan = plan_patch(*cases_, options_, epoch_, order_[i]);
     const auto& source = (*cases_)[plan.case_index];

@@ -282,6 +282,7 @@ TrainResult train_model(const std::vector<TrainingCase>& train_cases, const std:
   sampler.femur_left_channel = options.femur_left_channel;
   sampler.femur_right_channel = options.femur_right_channel;
   sampler.workers = std::max(1, options.num_workers);
+  sampler.pin_memory = device.is_cuda();
   auto sampling_cases = std::make_shared<std::vector<SamplingCase>>();
   for (const auto& item : train_cases) {
     sampling_cases->push_back(prepare_sampling_case(item, options.patch_size, 0.1, options.normalisation_dose_gy));

@@ -1,8 +1,10 @@
-// The model and the fused Sobel loss on CUDA (skipped without a CUDA device): same results as on the CPU.
+// The model, the fused Sobel loss and the training data path on CUDA (skipped without a CUDA device): same results as
+// on the CPU.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "vmat/losses.h"
+#include "vmat/patch_sampler.h"
 #include "vmat/unet.h"
 
 namespace F = torch::nn::functional;
@@ -61,3 +63,32 @@ TEST(ModelCuda, TrainingStepMatchesTheCpu) {
   context.setAllowTF32CuDNN(cudnn_tf32);
   context.setAllowTF32CuBLAS(cublas_tf32);
 }
+
+TEST(ModelCuda, PinnedPatchBatchesEqualPageableOnesAndCopyAsynchronously) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  vmat::TrainingCase source;
+  source.id = "ramp";
+  source.input = torch::arange(3 * 20 * 24 * 30, torch::kFloat).view({3, 20, 24, 30});
+  source.dose = torch::rand({20, 24, 30});
+  source.constraints = torch::arange(13, torch::kFloat);
+  auto cases = std::make_shared<const std::vector<vmat::SamplingCase>>(
+      std::vector<vmat::SamplingCase>{vmat::prepare_sampling_case(source, 16, 0.1, 1.0)});
+  vmat::PatchSamplerOptions options;
+  options.patch = 16;
+  options.patches_per_volume = 4;
+  vmat::PatchLoader pageable(cases, options);
+  options.pin_memory = true;
+  vmat::PatchLoader pinned(cases, options);
+  pageable.start_epoch(0, 0);
+  pinned.start_epoch(0, 0);
+  for (int64_t step = 0; step < pinned.steps_per_epoch(); ++step) {
+    const auto expected = pageable.next();
+    auto batch = pinned.next();
+    EXPECT_TRUE(batch.input.is_pinned());
+    EXPECT_TRUE(batch.dose.is_pinned());
+    const auto on_device = batch.input.to(torch::kCUDA, /*non_blocking=*/true);
+    batch = vmat::PatchBatch{};  // the host buffer is released while the copy may still run
+    EXPECT_TRUE(torch::equal(on_device.cpu(), expected.input));
+  }
+}
+

@@ -48,6 +48,9 @@ struct PatchSamplerOptions {
   int femur_left_channel = -1;   // input channels swapped by the x flip (-1: none)
   int femur_right_channel = -1;
   int workers = 2;
+  // Page-locked batches, for training on CUDA: their host-to-device copies run asynchronously (non_blocking) instead
+  // of blocking the training thread. Needs a libtorch with CUDA.
+  bool pin_memory = false;
 };
 
 struct PatchBatch {
