@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <thread>
 
 #include "gamma_cuda.h"
@@ -159,29 +160,75 @@ std::vector<GammaSphere> gamma_search_spheres(const GammaSettings& settings) {
   return spheres;
 }
 
+namespace {
+
+// Order-preserving map of a (non-NaN) float to uint32: negative floats reversed below positive ones.
+inline uint32_t order_key(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  return bits & 0x80000000u ? ~bits : bits | 0x80000000u;
+}
+
+inline float from_order_key(uint32_t key) {
+  const uint32_t bits = key & 0x80000000u ? key & 0x7fffffffu : ~key;
+  float value;
+  std::memcpy(&value, &bits, sizeof value);
+  return value;
+}
+
+// The rank-th smallest key (0-based), exactly: a histogram of the top 16 bits finds the bucket holding it, and only
+// that bucket is partially sorted. Two passes over the keys instead of nth_element's several on all of them.
+class OrderStatistics {
+ public:
+  explicit OrderStatistics(const std::vector<uint32_t>& keys) : keys_(keys), counts_(kBuckets, 0) {
+    for (const uint32_t key : keys_) ++counts_[key >> 16];
+  }
+  uint32_t select(int64_t rank) const {
+    int64_t before = 0;
+    uint32_t bucket = 0;
+    while (before + counts_[bucket] <= rank) before += counts_[bucket++];
+    std::vector<uint32_t> members;
+    members.reserve(static_cast<size_t>(counts_[bucket]));
+    for (const uint32_t key : keys_) {
+      if (key >> 16 == bucket) members.push_back(key);
+    }
+    const auto nth = members.begin() + (rank - before);
+    std::nth_element(members.begin(), nth, members.end());
+    return *nth;
+  }
+
+ private:
+  static constexpr size_t kBuckets = 1u << 16;
+  const std::vector<uint32_t>& keys_;
+  std::vector<int64_t> counts_;
+};
+
+}  // namespace
+
 GammaSummary summarise_gamma(const float* gamma, int64_t count) {
   GammaSummary summary;
-  std::vector<float> values;
+  std::vector<uint32_t> keys;
+  keys.reserve(static_cast<size_t>(count));
   double sum = 0.0;
   for (int64_t i = 0; i < count; ++i) {
-    if (std::isnan(gamma[i])) continue;
-    values.push_back(gamma[i]);
-    sum += gamma[i];
-    if (gamma[i] <= 1.0f) ++summary.n_passed;
+    const float value = gamma[i];
+    if (std::isnan(value)) continue;
+    keys.push_back(order_key(value));
+    sum += value;
+    summary.n_passed += value <= 1.0f;
   }
-  summary.n_evaluated = static_cast<int64_t>(values.size());
-  if (values.empty()) {
+  summary.n_evaluated = static_cast<int64_t>(keys.size());
+  if (keys.empty()) {
     summary.pass_rate_pct = summary.mean_gamma = summary.median_gamma = std::nan("");
     return summary;
   }
   summary.pass_rate_pct = 100.0 * static_cast<double>(summary.n_passed) / static_cast<double>(summary.n_evaluated);
   summary.mean_gamma = sum / static_cast<double>(summary.n_evaluated);
-  const size_t middle = values.size() / 2;
-  std::nth_element(values.begin(), values.begin() + middle, values.end());
-  double median = values[middle];
-  if (values.size() % 2 == 0) {
-    median = (median + *std::max_element(values.begin(), values.begin() + middle)) / 2.0;
-  }
+  // NumPy's median: the middle value, or the mean of the two middle values for an even count.
+  const OrderStatistics order(keys);
+  const int64_t middle = summary.n_evaluated / 2;
+  double median = from_order_key(order.select(middle));
+  if (summary.n_evaluated % 2 == 0) median = (median + from_order_key(order.select(middle - 1))) / 2.0;
   summary.median_gamma = median;
   return summary;
 }

@@ -2,9 +2,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <iostream>
 #include <limits>
+#include <random>
 
 #include "vmat/error.h"
 #include "vmat/gamma.h"
@@ -334,3 +336,36 @@ TEST(Gamma, SummaryCountsMeanAndMedian) {
 }
 
 }  // namespace
+
+// The summary against a plain sort: NumPy's median (mean of the two middle values for an even count), NaN skipped.
+TEST(GammaSummary, MatchesASortedReference) {
+  std::mt19937 random(5);
+  std::uniform_real_distribution<float> uniform(0.f, 2.f);
+  const std::vector<std::vector<float>> fixed = {
+      {0.5f}, {1.f, 0.f}, {0.f, 0.f, 0.f, 0.f}, {INFINITY, 0.25f, NAN, 1.f}, {2.f, -0.f, 0.f, 1e-30f, 1.f, 1.5f},
+      {NAN, NAN, 0.75f}};
+  std::vector<std::vector<float>> cases = fixed;
+  for (const int64_t size : {1001, 1000, 70000}) {
+    std::vector<float> values(static_cast<size_t>(size));
+    for (auto& value : values) {
+      const float u = uniform(random);
+      value = u < 0.3f ? NAN : u < 0.4f ? 0.f : u < 0.5f ? 1.f : u;  // NaNs, ties at 0 and 1, spread values
+    }
+    cases.push_back(values);
+  }
+  for (const auto& values : cases) {
+    std::vector<float> valid;
+    for (const float value : values) {
+      if (!std::isnan(value)) valid.push_back(value);
+    }
+    std::sort(valid.begin(), valid.end());
+    const size_t n = valid.size();
+    const double median = n % 2 ? valid[n / 2] : (static_cast<double>(valid[n / 2 - 1]) + valid[n / 2]) / 2.0;
+    const auto summary = vmat::summarise_gamma(values.data(), static_cast<int64_t>(values.size()));
+    EXPECT_EQ(summary.n_evaluated, static_cast<int64_t>(n));
+    EXPECT_EQ(summary.n_passed, std::count_if(valid.begin(), valid.end(), [](float v) { return v <= 1.f; }));
+    EXPECT_EQ(summary.median_gamma, median) << "of " << n << " values";
+  }
+  const std::vector<float> none = {NAN, NAN};
+  EXPECT_TRUE(std::isnan(vmat::summarise_gamma(none.data(), 2).median_gamma));
+}
