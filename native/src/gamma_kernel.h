@@ -7,11 +7,7 @@
 #include <cmath>
 #include <cstdint>
 
-#ifdef __CUDACC__
-#define VMAT_HD __host__ __device__ __forceinline__
-#else
-#define VMAT_HD inline
-#endif
+#include "host_device.h"
 
 namespace vmat::gamma_detail {
 

@@ -14,11 +14,7 @@
 // the sign fields. Values outside the volume are zero, as with the zero-padded convolution.
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define VMAT_COLUMN_FN __host__ __device__ __forceinline__
-#else
-#define VMAT_COLUMN_FN inline
-#endif
+#include "host_device.h"
 
 namespace vmat::sobel_columns {
 
@@ -28,7 +24,7 @@ struct Dims {
   int64_t volumes, depth, height, width, planes_per_thread;
 };
 
-VMAT_COLUMN_FN int64_t runs_per_column(const Dims& d) {
+VMAT_HD int64_t runs_per_column(const Dims& d) {
   return (d.depth + d.planes_per_thread - 1) / d.planes_per_thread;
 }
 
@@ -45,7 +41,7 @@ struct Fields {
 // Filters the 3 x 3 neighbourhood of (y, x) in one plane; `sample(index)` reads the fields at a flat in-plane index
 // that is known to be inside the plane.
 template <typename Sample>
-VMAT_COLUMN_FN Filtered filter_plane(const Dims& d, int64_t y, int64_t x, Sample sample) {
+VMAT_HD Filtered filter_plane(const Dims& d, int64_t y, int64_t x, Sample sample) {
   float smoothed_z[3], smoothed_y[3], differenced_x[3];  // along x, per row y-1, y, y+1
   for (int row = 0; row < 3; ++row) {
     const int64_t yy = y + row - 1;
@@ -71,7 +67,7 @@ VMAT_COLUMN_FN Filtered filter_plane(const Dims& d, int64_t y, int64_t x, Sample
 // components (G_z f_z, G_y f_y, G_x f_x) at each plane; `plane(z)` returns a sampler of plane z (called only for
 // 0 <= z < depth).
 template <typename PlaneSampler, typename Emit>
-VMAT_COLUMN_FN void march(const Dims& d, int64_t y, int64_t x, int64_t first, int64_t last, PlaneSampler plane,
+VMAT_HD void march(const Dims& d, int64_t y, int64_t x, int64_t first, int64_t last, PlaneSampler plane,
                           Emit emit) {
   Filtered before, here;
   if (first > 0) before = filter_plane(d, y, x, plane(first - 1));
@@ -85,19 +81,19 @@ VMAT_COLUMN_FN void march(const Dims& d, int64_t y, int64_t x, int64_t first, in
   }
 }
 
-VMAT_COLUMN_FN uint8_t pack_signs(float gz, float gy, float gx) {
+VMAT_HD uint8_t pack_signs(float gz, float gy, float gx) {
   return static_cast<uint8_t>((gz > 0.f) | (gz < 0.f) << 1 | (gy > 0.f) << 2 | (gy < 0.f) << 3 | (gx > 0.f) << 4 |
                               (gx < 0.f) << 5);
 }
 
 // Sign of component `axis` (0 = z, 1 = y, 2 = x) stored by pack_signs.
-VMAT_COLUMN_FN float unpack_sign(uint8_t bits, int axis) {
+VMAT_HD float unpack_sign(uint8_t bits, int axis) {
   return static_cast<float>((bits >> (2 * axis)) & 1) - static_cast<float>((bits >> (2 * axis + 1)) & 1);
 }
 
 // One forward thread: run `run` of column (y, x) of volume `volume`. Returns the sum of |G_z u| + |G_y u| + |G_x u|
 // over its planes (u = p - t, unnormalised) and writes their packed signs.
-VMAT_COLUMN_FN float forward_run(const float* p, const float* t, uint8_t* signs, const Dims& d, int64_t volume,
+VMAT_HD float forward_run(const float* p, const float* t, uint8_t* signs, const Dims& d, int64_t volume,
                                  int64_t run, int64_t y, int64_t x) {
   const int64_t plane_size = d.height * d.width;
   const int64_t first = run * d.planes_per_thread;
@@ -125,7 +121,7 @@ VMAT_COLUMN_FN float forward_run(const float* p, const float* t, uint8_t* signs,
 
 // One backward thread: gradient of the loss with respect to p over run `run` of column (y, x), coefficient *
 // sum_k (G_k * S_k); grad_t gets its negation. Either output may be null.
-VMAT_COLUMN_FN void backward_run(const uint8_t* signs, float coefficient, float* grad_p, float* grad_t, const Dims& d,
+VMAT_HD void backward_run(const uint8_t* signs, float coefficient, float* grad_p, float* grad_t, const Dims& d,
                                  int64_t volume, int64_t run, int64_t y, int64_t x) {
   const int64_t plane_size = d.height * d.width;
   const int64_t first = run * d.planes_per_thread;

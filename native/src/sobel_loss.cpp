@@ -201,21 +201,14 @@ void sobel_l1_backward_cpu(const float* p, const float* t, const Geometry& g, fl
 
 constexpr int64_t kMaxPlanesPerThread = 1024;
 
-int64_t checked_planes_per_thread(int64_t planes, const std::string& source) {
-  require(planes >= 1 && planes <= kMaxPlanesPerThread,
-          source + " must be an integer from 1 to " + std::to_string(kMaxPlanesPerThread) + ", got " +
-              std::to_string(planes));
-  return planes;
-}
-
 int64_t initial_planes_per_thread() {
   const char* value = std::getenv("VMAT_SOBEL_PLANES_PER_THREAD");
   if (value == nullptr || *value == '\0') return 16;
   char* end = nullptr;
   const long long planes = std::strtoll(value, &end, 10);
   require(*end == '\0' && planes >= 1 && planes <= kMaxPlanesPerThread,
-          "VMAT_SOBEL_PLANES_PER_THREAD must be an integer from 1 to " + std::to_string(kMaxPlanesPerThread) +
-              ", got '" + value + "'");
+          std::string("VMAT_SOBEL_PLANES_PER_THREAD must be an integer from 1 to ") +
+              std::to_string(kMaxPlanesPerThread) + ", got '" + value + "'");
   return planes;
 }
 
@@ -298,7 +291,7 @@ class SobelL1Function : public torch::autograd::Function<SobelL1Function> {
     const auto saved = ctx->get_saved_variables();
     const bool want_p = ctx->needs_input_grad(0), want_t = ctx->needs_input_grad(1);
 #ifdef VMAT_WITH_CUDA
-    if (saved.size() == 1) {
+    if (ctx->saved_data.count("planes_per_thread")) {  // saved by the CUDA forward
       auto grads = sobel_l1_gradients_cuda(saved[0], ctx->saved_data["planes_per_thread"].toInt(), grad_outputs[0],
                                            want_p, want_t);
       return {grads.first, grads.second};
@@ -312,7 +305,10 @@ class SobelL1Function : public torch::autograd::Function<SobelL1Function> {
 }  // namespace
 
 void set_sobel_planes_per_thread(int64_t planes) {
-  planes_per_thread().store(checked_planes_per_thread(planes, "the Sobel loss planes per thread"));
+  require(planes >= 1 && planes <= kMaxPlanesPerThread, "the Sobel loss planes per thread must be from 1 to " +
+                                                            std::to_string(kMaxPlanesPerThread) + ", got " +
+                                                            std::to_string(planes));
+  planes_per_thread().store(planes);
 }
 
 int64_t sobel_planes_per_thread() { return planes_per_thread().load(); }
