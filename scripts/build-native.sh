@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 jobs="${VMAT_BUILD_JOBS:-$(nproc)}"
 generator=()
 command -v ninja >/dev/null 2>&1 && generator=(--generator Ninja)
-npx --no-install cmake-js build --out build "${generator[@]}" --parallel "$jobs" "$@"
+launcher=()  # ccache, where installed, makes rebuilds in other checkouts of the project nearly free
+command -v ccache >/dev/null 2>&1 && launcher=(--CDCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+npx --no-install cmake-js build --out build "${generator[@]}" "${launcher[@]}" --parallel "$jobs" "$@"

@@ -8,14 +8,13 @@
  * Writing is deterministic (fixed 1980-01-01 timestamps, fixed entry order, fixed deflate level), so the same arrays
  * give a byte-identical file, and atomic (a temporary file renamed into place).
  */
-import { randomBytes } from 'node:crypto';
-import { access, link, open, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { open, type FileHandle } from 'node:fs/promises';
 import * as zlib from 'node:zlib';
 
 import { Deflate, inflateSync } from 'fflate';
 
 import { invalidInput, VmatError } from '../errors.js';
+import { openAtomic } from '../io/atomic.js';
 import { loadNative } from '../native/loader.js';
 import { encodeNpy, parseNpy, type NpyArray, type WritableNpyArray } from './npy.js';
 
@@ -232,16 +231,7 @@ export interface WriteNpzOptions {
  */
 export async function writeNpz(path: string, arrays: [string, WritableNpyArray][], options: WriteNpzOptions = {}): Promise<void> {
   const compress = options.compress ?? true;
-  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const file = await open(temp, 'wx');
-  let position = 0;
-  const write = async (chunk: Uint8Array) => {
-    for (let done = 0; done < chunk.length; ) {
-      const { bytesWritten } = await file.write(chunk, done, Math.min(MAX_IO_CHUNK, chunk.length - done), position);
-      done += bytesWritten;
-      position += bytesWritten;
-    }
-  };
+  const file = await openAtomic(path, { overwrite: options.overwrite });
   try {
     const central: Uint8Array[] = [];
     for (const [key, array] of arrays) {
@@ -253,48 +243,29 @@ export async function writeNpz(path: string, arrays: [string, WritableNpyArray][
       for (const chunk of chunks) crc = crc32(chunk, crc);
       const body = compress ? deflateChunks(chunks) : chunks;
       const compressedSize = body.reduce((total, chunk) => total + chunk.length, 0);
-      if (size > 0xfffffffe || compressedSize > 0xfffffffe || position > 0xfffffffe) {
+      const offset = file.position;
+      if (size > 0xfffffffe || compressedSize > 0xfffffffe || offset > 0xfffffffe) {
         throw invalidInput(`'${key}' is too large for an .npz written by vmat-native: expected under 4 GiB per entry and per file, found ${size} bytes`);
       }
       const method = compress ? 8 : 0;
-      const offset = position;
-      await write(zipHeader(LOCAL_SIGNATURE, { name, method, crc, compressedSize, size, offset }));
-      for (const chunk of body) await write(chunk);
+      await file.write(zipHeader(LOCAL_SIGNATURE, { name, method, crc, compressedSize, size, offset }));
+      for (const chunk of body) await file.write(chunk);
       central.push(zipHeader(CENTRAL_SIGNATURE, { name, method, crc, compressedSize, size, offset }));
     }
-    const directoryOffset = position;
-    for (const record of central) await write(record);
+    const directoryOffset = file.position;
+    for (const record of central) await file.write(record);
     const end = new DataView(new ArrayBuffer(22));
     end.setUint32(0, END_SIGNATURE, true);
     end.setUint16(8, central.length, true);
     end.setUint16(10, central.length, true);
-    end.setUint32(12, position - directoryOffset, true);
+    end.setUint32(12, file.position - directoryOffset, true);
     end.setUint32(16, directoryOffset, true);
-    await write(new Uint8Array(end.buffer));
-    await file.sync();
-    await file.close();
-    if (options.overwrite) {
-      await rename(temp, path);
-    } else {
-      // link() fails if the name exists: no check-then-write race with another writer. File systems without hard
-      // links fall back to a check, then rename().
-      const exists = () => invalidInput(`${path} already exists: expected a new file name, or pass overwrite to replace it`);
-      try {
-        await link(temp, path);
-        await unlink(temp);
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code === 'EEXIST') throw exists();
-        if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw error;
-        if (await access(path).then(() => true, () => false)) throw exists();
-        await rename(temp, path);
-      }
-    }
+    await file.write(new Uint8Array(end.buffer));
   } catch (error) {
-    await file.close().catch(() => undefined);
-    await unlink(temp).catch(() => undefined);
+    await file.abort();
     throw error;
   }
+  await file.commit();
 }
 
 function deflateChunks(chunks: Uint8Array[]): Uint8Array[] {

@@ -3,7 +3,7 @@
  * engine (native/src/trainer.cpp) running off the event loop with its events written to log.jsonl and metrics.csv.
  */
 import { existsSync } from 'node:fs';
-import { appendFile, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
@@ -14,6 +14,7 @@ import { buildModelInput } from '../data/inputs.js';
 import { splitDataset, type DatasetSplit } from '../data/split.js';
 import { mapStructures, structureKey } from '../data/structures.js';
 import { invalidInput, VmatError } from '../errors.js';
+import { writeFileAtomic } from '../io/atomic.js';
 import { callNative } from '../native/call.js';
 import { loadNative } from '../native/loader.js';
 import { runtimeReport } from '../runtime.js';
@@ -134,11 +135,7 @@ interface NativeTrainCase {
 
 const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
 
-async function writeAtomic(path: string, text: string): Promise<void> {
-  const temporary = `${path}.tmp-${process.pid}`;
-  await writeFile(temporary, text);
-  await rename(temporary, path);
-}
+const writeAtomic = (path: string, text: string) => writeFileAtomic(path, text, { overwrite: true });
 
 /** The git commit (and dirty flag) of the folder, where it is a git work tree. */
 function gitState(dir: string): { commit: string; dirty: boolean } | null {

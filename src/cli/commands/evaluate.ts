@@ -1,6 +1,5 @@
-import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 
 import type { Command } from 'commander';
@@ -10,6 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { loadCase, type CaseData } from '../../data/case.js';
 import { invalidInput } from '../../errors.js';
 import { evaluateCase, flattenEvaluation, summariseEvaluations, type CaseEvaluation } from '../../eval/evaluate.js';
+import { writeFileAtomic } from '../../io/atomic.js';
 import { predictFiles } from '../../predict/predict.js';
 import { note } from '../output.js';
 
@@ -101,15 +101,7 @@ function toJson(value: unknown): string {
   return `${JSON.stringify(value, (_, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`;
 }
 
-async function writeAtomically(path: string, text: string): Promise<void> {
-  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  try {
-    await writeFile(temp, text, { flag: 'wx' });
-    await rename(temp, path);
-  } finally {
-    await rm(temp, { force: true });
-  }
-}
+const writeAtomically = (path: string, text: string) => writeFileAtomic(path, text, { overwrite: true });
 
 /** What `--json` prints for a case: everything but the DVH curves (they are in `<case>.json`). */
 function caseSummary(evaluation: CaseEvaluation): Omit<CaseEvaluation, 'dvh_curves'> {

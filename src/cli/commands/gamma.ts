@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { link, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 
 import type { Command } from 'commander';
 
@@ -9,6 +8,7 @@ import { loadCase } from '../../data/case.js';
 import { encodeNpy, parseNpy } from '../../data/npy.js';
 import { invalidInput } from '../../errors.js';
 import { gammaIndex, type DoseVolume, type GammaResult } from '../../eval/gamma.js';
+import { writeFileAtomic } from '../../io/atomic.js';
 import { note, parseNumberList, printJson } from '../output.js';
 
 interface GammaOptions {
@@ -55,19 +55,7 @@ export async function loadDoseVolume(path: string, spacing: [number, number, num
 export async function writeNpyFile(path: string, data: Float32Array, shape: number[], overwrite: boolean): Promise<void> {
   if (!existsSync(dirname(path) || '.')) throw invalidInput(`cannot write ${path}: the folder ${dirname(path)} does not exist`);
   if (!overwrite && existsSync(path)) throw invalidInput(`${path} already exists: choose another name or pass --overwrite`);
-  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  try {
-    await writeFile(temp, encodeNpy({ dtype: 'float32', shape, data }, path), { flag: 'wx' });
-    if (overwrite) await rename(temp, path);
-    else {
-      await link(temp, path).catch((error: NodeJS.ErrnoException) => {
-        if (error.code === 'EEXIST') throw invalidInput(`${path} already exists: choose another name or pass --overwrite`);
-        throw error;
-      });
-    }
-  } finally {
-    await rm(temp, { force: true });
-  }
+  await writeFileAtomic(path, encodeNpy({ dtype: 'float32', shape, data }, path), { overwrite });
 }
 
 /** The --json document of `gamma` (spec/gamma.md). */
