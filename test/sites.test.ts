@@ -1,0 +1,57 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+import { CONSTRAINT_SLOTS } from '../src/predict/predict.js';
+import { CANONICAL_STRUCTURES } from '../src/data/structures.js';
+import { channelNames, defaultConditioning, loadSiteProfile, parseSiteProfile, shippedSites, structureMatcher } from '../src/sites/profile.js';
+import { tempDir } from './helpers.js';
+
+describe('site profiles', () => {
+  it('ships prostate-sib (the behaviour before profiles) and head-neck (the OpenKBP structure set)', () => {
+    expect(shippedSites()).toEqual(['head-neck', 'prostate-sib']);
+    const prostate = loadSiteProfile('prostate-sib');
+    expect(channelNames(prostate)).toEqual([...CANONICAL_STRUCTURES]);
+    expect(prostate.conditioning.map((slot) => slot.name)).toEqual([...CONSTRAINT_SLOTS]);
+    expect(Array.from(defaultConditioning(prostate))).toEqual(
+      Array.from(Float32Array.from([1.0, 0.8, 0, 0.5, 0.35, 0.2, 75 / 70, 0.5, 0.35, 0.25, 0.1, 195 / 500, 45 / 70])),
+    );
+    expect(prostate.leftRightPairs).toEqual([['Femur_L', 'Femur_R']]);
+    const headNeck = loadSiteProfile('head-neck');
+    expect(channelNames(headNeck)).toEqual(['PTV70', 'PTV63', 'PTV56', 'Brainstem', 'SpinalCord', 'RightParotid', 'LeftParotid', 'Esophagus', 'Larynx', 'Mandible']);
+    expect(headNeck.targets.map((t) => t.prescriptionGy)).toEqual([70, 63, 56]);
+    expect(headNeck.fractions).toBe(35);
+    expect(headNeck.leftRightPairs).toEqual([['LeftParotid', 'RightParotid']]);
+  });
+
+  it('maps ROI names by name, alias and a user map, ignoring case, spaces, _ and -', () => {
+    const match = structureMatcher(loadSiteProfile('prostate-sib'), { 'Rectum PRV': 'Rectum' });
+    expect(['PTV_70', 'ptv-70', 'RECTUM', 'Femur_Head_L', 'femoral head right', 'BODY', 'External', 'rectum prv', 'Lens_L'].map(match)).toEqual([
+      'PTV70', 'PTV70', 'Rectum', 'Femur_L', 'Femur_R', 'body', 'body', 'Rectum', null,
+    ]);
+    expect(() => structureMatcher(loadSiteProfile('prostate-sib'), { X: 'Lens' })).toThrow(/sends 'X' to 'Lens', which is not a structure of the site prostate-sib/);
+  });
+
+  it('refuses unknown names and bad profiles with one sentence', () => {
+    expect(() => loadSiteProfile('lung')).toThrow(/unknown site 'lung': expected one of head-neck, prostate-sib/);
+    const dir = tempDir();
+    const write = (profile: unknown) => {
+      const path = join(dir, `p${Math.random().toString(36).slice(2)}.json`);
+      writeFileSync(path, JSON.stringify(profile));
+      return path;
+    };
+    const base = JSON.parse(JSON.stringify(loadSiteProfile('prostate-sib'))) as Record<string, unknown>;
+    const custom = loadSiteProfile(write({ ...base, name: 'my-clinic' }));
+    expect(custom.name).toBe('my-clinic');
+    expect(() => loadSiteProfile(write({ ...base, fractions: 0 }))).toThrow(/is not valid: fractions: /);
+    expect(() => loadSiteProfile(write({ ...base, leftRightPairs: [['Femur_L', 'Lens_R']] }))).toThrow(/leftRightPairs\[0\] names Lens_R, which is not one of its structures/);
+    expect(() => loadSiteProfile(write({ ...base, body: { aliases: ['Rectum'] } }))).toThrow(/the name 'Rectum' belongs to both Rectum and the body/);
+    expect(() => loadSiteProfile(write({ ...base, constraints: [{ structure: 'Rectum', metric: 'Dmax', limit: 75, unit: '%' }] }))).toThrow(/cannot be in %/);
+    expect(() => loadSiteProfile(write({ ...base, extra: 1 }))).toThrow(/is not valid: /);
+    const notJson = join(dir, 'broken.json');
+    writeFileSync(notJson, '{');
+    expect(() => loadSiteProfile(notJson)).toThrow(/is not valid JSON/);
+    expect(() => parseSiteProfile([], 'x')).toThrow(/the site profile x is not valid/);
+  });
+});
