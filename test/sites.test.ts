@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { CONSTRAINT_SLOTS } from '../src/predict/predict.js';
+import { synthesizeCase } from '../src/data/synth.js';
+import { conditioningFor } from '../src/sites/conditioning.js';
 import { CANONICAL_STRUCTURES } from '../src/data/structures.js';
 import { channelNames, defaultConditioning, loadSiteProfile, parseSiteProfile, shippedSites, structureMatcher } from '../src/sites/profile.js';
 import { tempDir } from './helpers.js';
@@ -53,5 +55,37 @@ describe('site profiles', () => {
     writeFileSync(notJson, '{');
     expect(() => loadSiteProfile(notJson)).toThrow(/is not valid JSON/);
     expect(() => parseSiteProfile([], 'x')).toThrow(/the site profile x is not valid/);
+  });
+});
+
+describe('conditioning vectors', () => {
+  it("computes a plan's achieved values as the native synthetic generator records them", async () => {
+    const prostate = loadSiteProfile('prostate-sib');
+    const data = await synthesizeCase(1, { seed: 5, shape: [32, 48, 48], spacingMm: [2.5, 2, 2] });
+    const { vector, mode } = conditioningFor(prostate, data);
+    expect(mode).toBe('achieved');
+    expect(data.constraints[3]).toBeGreaterThan(0); // the rectum receives 50 Gy somewhere: the comparison means something
+    expect(Array.from(vector)).toEqual(Array.from(data.constraints));
+    const { vector: limits, mode: limitsMode } = conditioningFor(prostate, { ...data, dose: undefined });
+    expect(limitsMode).toBe('limits');
+    expect(Array.from(limits)).toEqual(Array.from(defaultConditioning(prostate)));
+  });
+
+  it('gives 0 for a structure or target the case has not got, and mean doses for head and neck', async () => {
+    const data = await synthesizeCase(0, { seed: 5, shape: [16, 32, 32], spacingMm: [5, 4, 4] });
+    const voxels = 16 * 32 * 32;
+    const headNeck = loadSiteProfile('head-neck');
+    // The synthetic prostate case seen through the head-and-neck profile: PTV70 and PTV56 only, no organs.
+    const vector = conditioningFor(headNeck, data).vector;
+    expect(Array.from(vector.subarray(0, 3))).toEqual(Array.from(Float32Array.from([1, 0, 0.8])));
+    expect(Array.from(vector.subarray(3))).toEqual(new Array(7).fill(0));
+    // A "Larynx" renamed from the rectum: its mean dose / 70.
+    const rectum = data.structures.indexOf('Rectum');
+    const mask = data.masks.subarray(rectum * voxels, (rectum + 1) * voxels);
+    let sum = 0;
+    let n = 0;
+    mask.forEach((m, i) => m && ((sum += data.dose![i]!), n++));
+    const renamed = { ...data, structures: data.structures.map((s) => (s === 'Rectum' ? 'Larynx_Glottic' : s)) };
+    expect(conditioningFor(headNeck, renamed).vector[8]).toBeCloseTo(sum / n / 70, 6);
   });
 });
