@@ -35,6 +35,7 @@ import {
   writeTrainingConfig,
   writeTrainingSummary,
   type EnvironmentFile,
+  type FinishedSummary,
   type GitState,
   type MetricsRow,
   type TrainingConfigFile,
@@ -55,15 +56,8 @@ export interface FitOptions {
   overwrite?: boolean;
 }
 
-export interface FitResult {
-  runDir: string;
-  bestCheckpoint: string | null;
-  bestEpoch: number;
-  bestValMaeGy: number | null;
-  epochsRun: number;
-  stopReason: StopReason;
-  seconds: number;
-}
+/** What a run ended with (training_summary.json holds it, with the time it finished). */
+export type FitResult = Omit<FinishedSummary, 'finishedAt'>;
 
 /** The metrics.csv row of an epoch. */
 function metricsRow(event: EpochEvent): MetricsRow {
