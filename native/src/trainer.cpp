@@ -409,6 +409,7 @@ std::optional<ValidationSums> Trainer::validate(int64_t epoch) {
   model_->eval();
   ValidationSums sums;
   for (const size_t index : validation_share()) {
+    require(index < val_cases_.size(), "the validation share names case " + std::to_string(index) + " of " + std::to_string(val_cases_.size()));
     const auto& item = val_cases_[index];
     emit(JsonEvent("validate")
              .integer("epoch", epoch + 1)
