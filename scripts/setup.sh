@@ -36,6 +36,8 @@ if (( want_test_deps )); then
   [[ -f /usr/lib/x86_64-linux-gnu/cmake/GTest/GTestConfig.cmake || -n "$(compgen -G '/usr/lib/*/cmake/GTest/GTestConfig.cmake')" ]] || missing+=(libgtest-dev)
   /usr/bin/python3 -c 'import numpy, scipy' 2>/dev/null || missing+=(python3-numpy python3-scipy)
   /usr/bin/python3 -c 'import torch' 2>/dev/null || missing+=(python3-torch)
+  # the OpenKBP challenge's own evaluation code, the peer of bench/openkbp_scores.sh
+  /usr/bin/python3 -c 'import pandas, more_itertools, tqdm' 2>/dev/null || missing+=(python3-pandas python3-more-itertools python3-tqdm)
   command -v chromium >/dev/null || missing+=(chromium)
 fi
 
