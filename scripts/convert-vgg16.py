@@ -40,8 +40,6 @@ def expected_shapes():
 
 
 def load_state_dict(path, torch):
-    if not os.path.isfile(path):
-        raise ConversionError(f"{path} does not exist: expected torchvision's vgg16 weights (a .pth state dict)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a zip or pickle error: say what was expected
@@ -111,15 +109,17 @@ def write_atomic(path, data):
 
 
 def convert(source, target, overwrite):
-    try:
-        import torch
-    except ImportError:
-        raise ConversionError("PyTorch is not installed for this Python: install it (pip install torch, or Debian's "
-                              "python3-torch) or run the script with a Python that has it") from None
+    if not os.path.isfile(source):
+        raise ConversionError(f"{source} does not exist: expected torchvision's vgg16 weights (a .pth state dict)")
     if os.path.exists(target) and not overwrite:
         raise ConversionError(f"{target} exists: pass --overwrite to replace it")
     if not os.path.isdir(os.path.dirname(os.path.abspath(target))):
         raise ConversionError(f"the folder of {target} does not exist")
+    try:
+        import torch  # after the checks above, which need no PyTorch (its import takes seconds)
+    except ImportError:
+        raise ConversionError("PyTorch is not installed for this Python: install it (pip install torch, or Debian's "
+                              "python3-torch) or run the script with a Python that has it") from None
     tensors = features_of(load_state_dict(source, torch), source, torch)
     with open(source, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
