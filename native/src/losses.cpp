@@ -237,10 +237,6 @@ TrainingLoss::TrainingLoss(LossConfig config, const torch::Device& device) : con
   }
 }
 
-bool TrainingLoss::needs_input() const {
-  return config_.use_structure_weighted || config_.use_asymmetric_ptv || config_.use_dvh_loss;
-}
-
 LossTerms TrainingLoss::operator()(const at::Tensor& pred_in, const at::Tensor& target_in, const at::Tensor& input,
                                    int64_t step) const {
   const auto& c = config_;

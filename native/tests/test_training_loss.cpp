@@ -126,6 +126,20 @@ std::string config_json(const vmat::LossConfig& c, int64_t step) {
   return out.str();
 }
 
+// VGG16's convolutions up to relu3_3 under torchvision's names: zero, or random (He-scaled weights, biases N(0, 0.1)).
+vmat::TensorMap vgg_tensors(bool random) {
+  vmat::TensorMap tensors;
+  const std::vector<std::pair<int, std::vector<int64_t>>> convs{{0, {64, 3}}, {2, {64, 64}}, {5, {128, 64}}, {7, {128, 128}},
+                                                                {10, {256, 128}}, {12, {256, 256}}, {14, {256, 256}}};
+  for (const auto& [index, shape] : convs) {
+    const std::string name = "features." + std::to_string(index);
+    tensors[name + ".weight"] = random ? torch::randn({shape[0], shape[1], 3, 3}) * std::sqrt(2.0 / (9.0 * shape[0]))
+                                       : torch::zeros({shape[0], shape[1], 3, 3});
+    tensors[name + ".bias"] = random ? 0.1 * torch::randn({shape[0]}) : torch::zeros({shape[0]});
+  }
+  return tensors;
+}
+
 int run(const std::string& command) { return std::system(command.c_str()); }
 
 // Every term of `config` on `data` against the reference: value to float32 rounding, gradient w.r.t. pred to a
@@ -342,13 +356,7 @@ TEST(TrainingLoss, BadInputIsRefusedWithASentence) {
 }
 
 TEST(Vgg16Features, MissingOrMisshapedTensorsAreNamed) {
-  vmat::TensorMap tensors;
-  const std::vector<std::pair<int, std::vector<int64_t>>> convs{{0, {64, 3}}, {2, {64, 64}}, {5, {128, 64}}, {7, {128, 128}},
-                                                                {10, {256, 128}}, {12, {256, 256}}, {14, {256, 256}}};
-  for (const auto& [index, shape] : convs) {
-    tensors["features." + std::to_string(index) + ".weight"] = torch::zeros({shape[0], shape[1], 3, 3});
-    tensors["features." + std::to_string(index) + ".bias"] = torch::zeros({shape[0]});
-  }
+  const auto tensors = vgg_tensors(false);
   EXPECT_NO_THROW(vmat::Vgg16Features::from_tensors(tensors, "vgg.safetensors"));
   auto wrong = tensors;
   wrong.erase("features.7.bias");
@@ -372,15 +380,8 @@ TEST(TrainingLossCuda, SameAsTheCpu) {
   const bool cudnn_tf32 = context.allowTF32CuDNN();
   context.setAllowTF32CuDNN(false);  // full float32 VGG convolutions, as on the CPU
   torch::manual_seed(8);
-  vmat::TensorMap random_vgg;
-  const std::vector<std::pair<int, std::vector<int64_t>>> convs{{0, {64, 3}}, {2, {64, 64}}, {5, {128, 64}}, {7, {128, 128}},
-                                                                {10, {256, 128}}, {12, {256, 256}}, {14, {256, 256}}};
-  for (const auto& [index, shape] : convs) {
-    random_vgg["features." + std::to_string(index) + ".weight"] = torch::randn({shape[0], shape[1], 3, 3}) * std::sqrt(2.0 / (9.0 * shape[0]));
-    random_vgg["features." + std::to_string(index) + ".bias"] = 0.1 * torch::randn({shape[0]});
-  }
   const auto weights = temp_path("cuda_vgg.safetensors");
-  vmat::save_tensors(weights, random_vgg);
+  vmat::save_tensors(weights, vgg_tensors(true));
   const auto config = every_term(weights);
   const auto data = make_case(16, 16, 16, 9);
   auto p_cpu = data.pred.clone().requires_grad_(true);

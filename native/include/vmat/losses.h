@@ -94,10 +94,6 @@ class TrainingLoss {
   LossTerms operator()(const at::Tensor& pred, const at::Tensor& target, const at::Tensor& input = {},
                        int64_t step = 0) const;
 
-  const LossConfig& config() const { return config_; }
-  // Whether a term reads the structure masks from the input.
-  bool needs_input() const;
-
  private:
   LossConfig config_;
   std::shared_ptr<const Vgg16Features> vgg_;
