@@ -19,7 +19,19 @@ export { nativeTrainSettings, NATIVE_TRAIN_FIELDS, type NativeTrainSettings, typ
 export { parseTrainConfig, trainConfigSchema, TRAIN_FIELDS, type TrainConfig, type TrainConfigInput } from './config/schema.js';
 export { predictCase, predictFiles, checkpointModel, constraintSlot, CONSTRAINT_SLOTS, type PredictOptions } from './predict/predict.js';
 export { gammaIndex, resolveGammaSettings, type DoseVolume, type GammaSettings, type GammaResult, type GammaProgress } from './eval/gamma.js';
-export { evaluateCase, gammaStats, summariseEvaluations, type CaseEvaluation, type EvaluateOptions, type GammaStats } from './eval/evaluate.js';
+export { evaluateCase, gammaStats, summariseEvaluations, summariseOpenKbpEvaluations, type CaseEvaluation, type EvaluateOptions, type GammaStats } from './eval/evaluate.js';
+export {
+  importOpenKbp,
+  readOpenKbpPatient,
+  findOpenKbpPatients,
+  missingOpenKbpFiles,
+  type ImportOpenKbpOptions,
+  type OpenKbpImportResult,
+  type OpenKbpPatient,
+  type OpenKbpPatientResult,
+} from './openkbp/import.js';
+export { openKbpCaseScores, summariseOpenKbp, isOpenKbpCase, type OpenKbpCaseScores, type OpenKbpSummary, type OpenKbpMetric } from './openkbp/scores.js';
+export { OPENKBP_CT_OFFSET, OPENKBP_OARS, OPENKBP_TARGETS, caseIndexOf as openKbpCaseIndex } from './openkbp/layout.js';
 export { doseError, dilateMask, constraintTable, constraintLimits, type ConstraintCheck } from './eval/metrics.js';
 export {
   evaluateRun,

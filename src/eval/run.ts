@@ -22,7 +22,8 @@ import {
   writeCasesCsv,
   writeEvaluationSummary,
 } from '../run/index.js';
-import { evaluateCase, summariseEvaluations, type CaseEvaluation, type MetricSummary } from './evaluate.js';
+import type { OpenKbpSummary } from '../openkbp/scores.js';
+import { evaluateCase, summariseEvaluations, summariseOpenKbpEvaluations, type CaseEvaluation, type MetricSummary } from './evaluate.js';
 
 export type EvaluationProgress =
   /** evaluateRun: prediction of the test cases starts */
@@ -38,6 +39,8 @@ export interface EvaluatePredictionsOptions {
   threads?: number;
   /** Replace existing evaluation (and prediction) files; without it they are an error naming the first. */
   overwrite?: boolean;
+  /** Also the OpenKBP challenge's dose and DVH scores (automatic for cases imported from OpenKBP). */
+  openkbp?: boolean;
   signal?: AbortSignal;
   onProgress?: (event: EvaluationProgress) => void;
 }
@@ -48,6 +51,8 @@ export interface EvaluationResult {
   cases: CaseEvaluation[];
   /** mean, sd and n over the cases of every flat metric key (summary.json's metrics) */
   summary: Record<string, MetricSummary>;
+  /** the OpenKBP dose and DVH scores, where any case has the OpenKBP figures */
+  openkbp?: OpenKbpSummary;
   /** reference files that had no prediction */
   unpredicted: string[];
 }
@@ -129,7 +134,7 @@ export async function evaluatePredictions(predPath: string, refPath: string, out
   const cases: CaseEvaluation[] = [];
   for (const [index, pair] of pairs.entries()) {
     const [pred, ref]: CaseData[] = await Promise.all([loadCase(pair.predFile), loadCase(pair.refFile)]);
-    const evaluation = await evaluateCase(pred, ref, { threads: options.threads, device: options.device, signal: options.signal });
+    const evaluation = await evaluateCase(pred, ref, { threads: options.threads, device: options.device, signal: options.signal, openkbp: options.openkbp });
     evaluation.case_id = pair.caseId;
     cases.push(evaluation);
     options.onProgress?.({
@@ -142,10 +147,11 @@ export async function evaluatePredictions(predPath: string, refPath: string, out
     });
   }
   const summary = summariseEvaluations(cases);
+  const openkbp = summariseOpenKbpEvaluations(cases);
   for (const evaluation of cases) await writeCaseEvaluation(paths.dir, evaluation);
   await writeCasesCsv(paths.dir, cases);
-  await writeEvaluationSummary(paths.dir, { n_cases: cases.length, metrics: summary });
-  return { outDir: paths.dir, cases, summary, unpredicted };
+  await writeEvaluationSummary(paths.dir, { n_cases: cases.length, metrics: summary, ...(openkbp ? { openkbp } : {}) });
+  return { outDir: paths.dir, cases, summary, ...(openkbp ? { openkbp } : {}), unpredicted };
 }
 
 /** The checkpoint a run's test cases are predicted with: training_summary.json's best, else the best by file name. */

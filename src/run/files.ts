@@ -8,6 +8,7 @@ import type { TrainConfig } from '../config/schema.js';
 import type { DatasetSplit } from '../data/split.js';
 import type { CaseEvaluation, MetricSummary } from '../eval/evaluate.js';
 import { V_LEVELS_GY, type DoseMetrics } from '../metrics/dvh.js';
+import type { OpenKbpSummary } from '../openkbp/scores.js';
 import type { StopReason } from '../train/events.js';
 import type { MetricColumn } from './layout.js';
 
@@ -83,6 +84,8 @@ export type TrainingSummaryFile = FinishedSummary | FailedSummary;
 export interface EvaluationSummaryFile {
   n_cases: number;
   metrics: Record<string, MetricSummary>;
+  /** the OpenKBP challenge's scores, where any case has them */
+  openkbp?: OpenKbpSummary;
 }
 
 /** evaluation/<case>.json */
@@ -151,7 +154,11 @@ export const trainingSummaryFileSchema = z.union([
 ]);
 
 const metricSummary = z.object({ mean: metric, sd: metric, n: count });
-export const evaluationSummaryFileSchema = z.object({ n_cases: count, metrics: z.record(z.string(), metricSummary) });
+export const evaluationSummaryFileSchema = z.object({
+  n_cases: count,
+  metrics: z.record(z.string(), metricSummary),
+  openkbp: z.object({ dose_score_gy: metric, dvh_score_gy: metric, n_cases: count, n_dvh_metrics: count }).optional(),
+});
 
 const doseMetrics = z.object(
   Object.fromEntries(

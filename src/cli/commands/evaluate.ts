@@ -17,6 +17,7 @@ export interface EvaluateFlags {
   threads?: string;
   overwrite?: boolean;
   json?: boolean;
+  openkbp?: boolean;
 }
 
 /** NaN has no JSON spelling: it is written as null. */
@@ -31,9 +32,9 @@ function caseSummary(evaluation: CaseEvaluation): Omit<CaseEvaluation, 'dvh_curv
 }
 
 function printResult(result: EvaluationResult, json: boolean | undefined): void {
-  const { cases, summary, outDir } = result;
+  const { cases, summary, openkbp, outDir } = result;
   if (json) {
-    process.stdout.write(toJson({ cases: cases.map(caseSummary), summary, out: outDir }));
+    process.stdout.write(toJson({ cases: cases.map(caseSummary), summary, ...(openkbp ? { openkbp } : {}), out: outDir }));
     return;
   }
   const mean = (key: string) => summary[key]?.mean ?? NaN;
@@ -45,6 +46,7 @@ function printResult(result: EvaluationResult, json: boolean | undefined): void 
     `gamma 3%/3mm     ${pm('gamma.3%/3mm.pass_rate_pct', 2)} %`,
     `gamma 2%/2mm     ${pm('gamma.2%/2mm.pass_rate_pct', 2)} %`,
     `gamma 3%/3mm PTV ${pm('gamma.3%/3mm_ptv.pass_rate_pct', 2)} %`,
+    ...(openkbp ? [`OpenKBP dose score ${openkbp.dose_score_gy.toFixed(4)} Gy`, `OpenKBP DVH score  ${openkbp.dvh_score_gy.toFixed(4)} Gy`] : []),
     `written to       ${outDir}`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
@@ -62,10 +64,11 @@ export function register(program: Command): void {
     .option('--threads <n>', 'CPU threads (default: all cores)')
     .option('--overwrite', 'replace existing evaluation files')
     .option('--json', 'print one JSON document')
+    .option('--openkbp', "also the OpenKBP challenge's dose and DVH scores (automatic for cases imported from OpenKBP)")
     .action(async (run: string | undefined, flags: EvaluateFlags) => {
       const threads = flags.threads === undefined ? undefined : Number(flags.threads);
       if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) throw invalidInput(`--threads must be a whole number >= 1, got '${flags.threads}'`);
-      const options = { device: flags.device, threads, overwrite: flags.overwrite, onProgress: (event: EvaluationProgress) => note(evaluationProgressLine(event)) };
+      const options = { device: flags.device, threads, overwrite: flags.overwrite, openkbp: flags.openkbp, onProgress: (event: EvaluationProgress) => note(evaluationProgressLine(event)) };
       if (run !== undefined) {
         if (flags.pred || flags.ref) throw invalidInput('give either RUN or --pred and --ref, not both');
         printResult(await evaluateRun(run, { ...options, out: flags.out }), flags.json);
