@@ -1,10 +1,12 @@
 // trainModel() and predictDose(): the training engine and sliding-window prediction as Promise-returning calls that
-// run on a worker thread. Case volumes cross from JS without copies (TensorView + Retain).
+// run on a worker thread. Case volumes cross from JS without copies (TensorView + Retain); settings cross through
+// the typed bridge (settings.h): every key required with its type, unknown keys refused, no defaults here.
 #include <napi.h>
 #include <torch/torch.h>
 
 #include "promise_worker.h"
 #include "registry.h"
+#include "settings.h"
 #include "tensor_bridge.h"
 #include "vmat/checkpoint.h"
 #include "vmat/runtime.h"
@@ -15,97 +17,83 @@ namespace {
 
 using vmat::binding::PromiseWorker;
 
-double NumberOr(const Napi::Object& object, const char* key, double fallback) {
-  if (!object.Has(key) || object.Get(key).IsUndefined()) return fallback;
-  if (!object.Get(key).IsNumber()) throw Napi::TypeError::New(object.Env(), std::string(key) + " must be a number");
-  return object.Get(key).As<Napi::Number>().DoubleValue();
-}
+using vmat::binding::SettingsReader;
 
-std::string StringOr(const Napi::Object& object, const char* key, const std::string& fallback) {
-  if (!object.Has(key) || object.Get(key).IsUndefined()) return fallback;
-  if (!object.Get(key).IsString()) throw Napi::TypeError::New(object.Env(), std::string(key) + " must be a string");
-  return object.Get(key).As<Napi::String>().Utf8Value();
-}
-
-bool BoolOr(const Napi::Object& object, const char* key, bool fallback) {
-  if (!object.Has(key) || object.Get(key).IsUndefined()) return fallback;
-  return object.Get(key).ToBoolean().Value();
-}
-
-// { id, input: Float32Array [C,Z,Y,X], shape, dose: Float32Array (Gy), body?: Uint8Array, ptv70?: Uint8Array,
-//   constraints: Float32Array(13) }
-vmat::TrainingCase CaseFrom(PromiseWorker& worker, const Napi::Value& value) {
-  if (!value.IsObject()) throw Napi::TypeError::New(value.Env(), "each case must be an object");
-  auto object = value.As<Napi::Object>();
+// NativeTrainCase of src/native/addon.ts: { id, input: Float32Array [C,Z,Y,X], shape, dose: Float32Array (Gy),
+// body?: Uint8Array, ptv70?: Uint8Array, constraints: Float32Array(condDim) }
+vmat::TrainingCase CaseFrom(PromiseWorker& worker, const Napi::Value& value, int64_t cond_dim) {
+  SettingsReader reader(value, "training case field");
   vmat::TrainingCase item;
-  item.id = StringOr(object, "id", "case");
-  const auto shape = vmat::binding::ShapeFrom(object.Get("shape"), item.id + ".shape");
+  item.id = reader.string("id");
+  const auto shape = vmat::binding::ShapeFrom(reader.value("shape"), item.id + ".shape");
   if (shape.size() != 4) throw Napi::TypeError::New(value.Env(), item.id + ".shape must be [C, Z, Y, X]");
   const std::vector<int64_t> grid{shape[1], shape[2], shape[3]};
-  item.input = vmat::binding::TensorView(object.Get("input"), shape, item.id + ".input");
-  worker.Retain(object.Get("input"));
-  item.dose = vmat::binding::TensorView(object.Get("dose"), grid, item.id + ".dose");
-  worker.Retain(object.Get("dose"));
-  item.constraints = vmat::binding::TensorView(object.Get("constraints"), {13}, item.id + ".constraints");
-  worker.Retain(object.Get("constraints"));
-  for (const char* key : {"body", "ptv70"}) {
-    if (!object.Has(key) || object.Get(key).IsUndefined() || object.Get(key).IsNull()) continue;
-    auto tensor = vmat::binding::TensorView(object.Get(key), grid, item.id + "." + key);
-    worker.Retain(object.Get(key));
-    (std::string(key) == "body" ? item.body : item.ptv70) = tensor;
-  }
+  const auto view = [&](const char* key, const std::vector<int64_t>& sizes) {
+    auto array = reader.value(key);
+    worker.Retain(array);
+    return vmat::binding::TensorView(array, sizes, item.id + "." + key);
+  };
+  item.input = view("input", shape);
+  item.dose = view("dose", grid);
+  item.constraints = view("constraints", {cond_dim});
+  if (reader.has("body")) item.body = view("body", grid);
+  if (reader.has("ptv70")) item.ptv70 = view("ptv70", grid);
+  reader.finish();
   return item;
+}
+
+// NativeTrainSettings of src/native/addon.ts: every key required, no other key allowed. To add a setting: the field
+// in src/config/schema.ts, its key in NATIVE_TRAIN_FIELDS (src/train/native-settings.ts), its member in
+// TrainerOptions, and one line here.
+vmat::TrainerOptions TrainOptionsFrom(const Napi::Value& value) {
+  SettingsReader s(value, "training setting");
+  vmat::TrainerOptions options;
+  options.in_channels = s.integer("inChannels");
+  options.base_channels = s.integer("baseChannels");
+  options.cond_dim = s.integer("condDim");
+  options.epochs = s.integer("epochs");
+  options.batch_size = s.integer("batchSize");
+  options.patch_size = s.integer("patchSize");
+  options.patches_per_volume = s.integer("patchesPerVolume");
+  options.lr = s.number("lr");
+  options.weight_decay = s.number("weightDecay");
+  const auto betas = s.numbers("betas", 2);
+  options.beta1 = betas[0];
+  options.beta2 = betas[1];
+  options.min_lr = s.number("minLr");
+  options.grad_clip = s.number("gradClip");
+  options.precision = s.string("precision");
+  options.patience = s.integer("patience");
+  options.seed = static_cast<uint64_t>(s.integer("seed", 0));
+  options.loss.use_gradient_loss = s.boolean("useGradientLoss");
+  options.loss.gradient_loss_weight = s.number("gradientLossWeight");
+  options.loss.negative_penalty_weight = s.number("negativePenaltyWeight");
+  options.normalisation_dose_gy = s.number("normalisationDoseGy");
+  options.device = s.string("device");
+  options.num_workers = static_cast<int>(s.integer("numWorkers"));
+  options.sw_batch = s.integer("swBatch");
+  options.overlap = s.number("overlap");
+  options.left_right_pairs = s.integer_pairs("leftRightPairs");
+  options.checkpoint_dir = s.string("checkpointDir");
+  options.resume = s.boolean("resume");
+  for (const auto& [key, text] : s.string_map("checkpointMetadata")) options.checkpoint_metadata[key] = text;
+  s.finish();
+  return options;
 }
 
 class TrainWorker : public PromiseWorker {
  public:
   explicit TrainWorker(const Napi::CallbackInfo& call) : PromiseWorker(call.Env(), "vmat:train", call[2]) {
     auto env = call.Env();
-    if (!call[0].IsObject() || !call[1].IsObject()) throw Napi::TypeError::New(env, "trainModel(cases, settings, options)");
+    if (!call[0].IsObject()) throw Napi::TypeError::New(env, "trainModel(cases, settings, options)");
+    options_ = TrainOptionsFrom(call[1]);
     auto cases = call[0].As<Napi::Object>();
     for (const char* set : {"train", "val"}) {
       auto list = cases.Get(set);
       if (!list.IsArray()) throw Napi::TypeError::New(env, std::string("cases.") + set + " must be an array");
       auto array = list.As<Napi::Array>();
-      for (uint32_t i = 0; i < array.Length(); ++i) (std::string(set) == "train" ? train_ : val_).push_back(CaseFrom(*this, array.Get(i)));
-    }
-    auto s = call[1].As<Napi::Object>();
-    options_.in_channels = static_cast<int64_t>(NumberOr(s, "inChannels", 9));
-    options_.base_channels = static_cast<int64_t>(NumberOr(s, "baseChannels", 48));
-    options_.epochs = static_cast<int64_t>(NumberOr(s, "epochs", 200));
-    options_.batch_size = static_cast<int64_t>(NumberOr(s, "batchSize", 2));
-    options_.patch_size = static_cast<int64_t>(NumberOr(s, "patchSize", 128));
-    options_.patches_per_volume = static_cast<int64_t>(NumberOr(s, "patchesPerVolume", 4));
-    options_.lr = NumberOr(s, "lr", 1e-4);
-    options_.weight_decay = NumberOr(s, "weightDecay", 0.01);
-    if (s.Has("betas") && s.Get("betas").IsArray()) {
-      auto betas = s.Get("betas").As<Napi::Array>();
-      options_.beta1 = betas.Get(0u).As<Napi::Number>().DoubleValue();
-      options_.beta2 = betas.Get(1u).As<Napi::Number>().DoubleValue();
-    }
-    options_.min_lr = NumberOr(s, "minLr", 1e-6);
-    options_.grad_clip = NumberOr(s, "gradClip", 1.0);
-    options_.precision = StringOr(s, "precision", "auto");
-    options_.patience = static_cast<int64_t>(NumberOr(s, "patience", 50));
-    options_.seed = static_cast<uint64_t>(NumberOr(s, "seed", 42));
-    options_.loss.use_gradient_loss = BoolOr(s, "useGradientLoss", false);
-    options_.loss.gradient_loss_weight = NumberOr(s, "gradientLossWeight", 0.1);
-    options_.loss.negative_penalty_weight = NumberOr(s, "negativePenaltyWeight", 0.1);
-    options_.normalisation_dose_gy = NumberOr(s, "normalisationDoseGy", 70);
-    options_.device = StringOr(s, "device", "auto");
-    options_.num_workers = static_cast<int>(NumberOr(s, "numWorkers", 2));
-    options_.sw_batch = static_cast<int64_t>(NumberOr(s, "swBatch", 2));
-    options_.overlap = NumberOr(s, "overlap", 0.5);
-    options_.femur_left_channel = static_cast<int>(NumberOr(s, "femurLeftChannel", -1));
-    options_.femur_right_channel = static_cast<int>(NumberOr(s, "femurRightChannel", -1));
-    options_.checkpoint_dir = StringOr(s, "checkpointDir", "");
-    options_.resume = BoolOr(s, "resume", false);
-    if (s.Has("checkpointMetadata") && s.Get("checkpointMetadata").IsObject()) {
-      auto metadata = s.Get("checkpointMetadata").As<Napi::Object>();
-      auto keys = metadata.GetPropertyNames();
-      for (uint32_t i = 0; i < keys.Length(); ++i) {
-        auto key = keys.Get(i).As<Napi::String>().Utf8Value();
-        options_.checkpoint_metadata[key] = metadata.Get(key).ToString().Utf8Value();
+      for (uint32_t i = 0; i < array.Length(); ++i) {
+        (std::string(set) == "train" ? train_ : val_).push_back(CaseFrom(*this, array.Get(i), options_.cond_dim));
       }
     }
   }
@@ -135,24 +123,28 @@ class TrainWorker : public PromiseWorker {
   vmat::TrainResult result_;
 };
 
-// predictDose(checkpoint, input Float32Array, shape [C,Z,Y,X], constraints Float32Array(13),
-//             { patchSize, overlap, swBatch, device, normalisationDoseGy }, options) → { data, shape } dose in Gy
+// predictDose(checkpoint, input Float32Array, shape [C,Z,Y,X], constraints Float32Array(the checkpoint's cond_dim),
+//             NativePredictSettings { patchSize, overlap, swBatch, device, normalisationDoseGy }, options)
+//   → { data, shape } dose in Gy
 class PredictWorker : public PromiseWorker {
  public:
   explicit PredictWorker(const Napi::CallbackInfo& call) : PromiseWorker(call.Env(), "vmat:predict", call[5]) {
+    if (!call[0].IsString()) throw Napi::TypeError::New(call.Env(), "predictDose(checkpoint, input, shape, constraints, settings, options)");
     checkpoint_ = call[0].As<Napi::String>().Utf8Value();
     const auto shape = vmat::binding::ShapeFrom(call[2], "shape");
     if (shape.size() != 4) throw Napi::TypeError::New(call.Env(), "shape must be [C, Z, Y, X]");
     input_ = vmat::binding::TensorView(call[1], shape, "input");
     Retain(call[1]);
-    constraints_ = vmat::binding::TensorView(call[3], {13}, "constraints");
+    if (!call[3].IsTypedArray()) throw Napi::TypeError::New(call.Env(), "constraints must be a Float32Array");
+    constraints_ = vmat::binding::TensorView(call[3], {static_cast<int64_t>(call[3].As<Napi::TypedArray>().ElementLength())}, "constraints");
     Retain(call[3]);
-    auto s = call[4].IsObject() ? call[4].As<Napi::Object>() : Napi::Object::New(call.Env());
-    window_.patch = static_cast<int64_t>(NumberOr(s, "patchSize", 128));
-    window_.overlap = NumberOr(s, "overlap", 0.5);
-    window_.batch = static_cast<int64_t>(NumberOr(s, "swBatch", 2));
-    device_ = StringOr(s, "device", "auto");
-    normalisation_dose_gy_ = NumberOr(s, "normalisationDoseGy", 70);
+    SettingsReader s(call[4], "prediction setting");
+    window_.patch = s.integer("patchSize");
+    window_.overlap = s.number("overlap");
+    window_.batch = s.integer("swBatch");
+    device_ = s.string("device");
+    normalisation_dose_gy_ = s.number("normalisationDoseGy");
+    s.finish();
   }
 
  protected:
@@ -162,6 +154,9 @@ class PredictWorker : public PromiseWorker {
     vmat::require(loaded.config.in_channels == input_.size(0),
                   "the checkpoint " + checkpoint_ + " expects " + std::to_string(loaded.config.in_channels) + " input channels, the case gives " +
                       std::to_string(input_.size(0)));
+    vmat::require(loaded.config.cond_dim == constraints_.numel(),
+                  "the checkpoint " + checkpoint_ + " expects " + std::to_string(loaded.config.cond_dim) + " conditioning values, the case gives " +
+                      std::to_string(constraints_.numel()));
     loaded.model->eval();
     window_.device = device;
     window_.autocast = device.is_cuda();
@@ -180,7 +175,7 @@ class PredictWorker : public PromiseWorker {
   at::Tensor input_, constraints_, dose_;
   vmat::SlidingWindowOptions window_;
   std::string device_;
-  double normalisation_dose_gy_ = 70;
+  double normalisation_dose_gy_ = 0;
 };
 
 Napi::Value TrainModel(const Napi::CallbackInfo& call) { return (new TrainWorker(call))->Start(); }

@@ -15,6 +15,7 @@ export { validateDataset, type ValidationReport } from './data/validate.js';
 export { doseMetrics, dvhCurve, type DoseMetrics, type DvhCurve } from './metrics/dvh.js';
 export { modelSummary, saveInitialWeights, readCheckpointMetadata, parseModelConfig, type ModelConfig, type ModelSummary, type LayerSummary, type CheckpointMetadata } from './model.js';
 export { Trainer, type FitOptions, type FitResult, type TrainEvent, type StopReason } from './train/trainer.js';
+export { nativeTrainSettings, NATIVE_TRAIN_FIELDS, type NativeTrainSettings, type NativeRunSettings } from './train/native-settings.js';
 export { parseTrainConfig, trainConfigSchema, TRAIN_FIELDS, type TrainConfig, type TrainConfigInput } from './config/schema.js';
 export { predictCase, predictFiles, checkpointModel, constraintSlot, CONSTRAINT_SLOTS, type PredictOptions } from './predict/predict.js';
 export { gammaIndex, resolveGammaSettings, type DoseVolume, type GammaSettings, type GammaResult, type GammaProgress } from './eval/gamma.js';
@@ -32,6 +33,36 @@ export {
 export { openKbpCaseScores, summariseOpenKbp, isOpenKbpCase, type OpenKbpCaseScores, type OpenKbpSummary, type OpenKbpMetric } from './openkbp/scores.js';
 export { OPENKBP_CT_OFFSET, OPENKBP_OARS, OPENKBP_TARGETS, caseIndexOf as openKbpCaseIndex } from './openkbp/layout.js';
 export { doseError, dilateMask, constraintTable, constraintLimits, type ConstraintCheck } from './eval/metrics.js';
+export {
+  evaluateRun,
+  evaluatePredictions,
+  pairCases,
+  evaluationProgressLine,
+  type EvaluationProgress,
+  type EvaluatePredictionsOptions,
+  type EvaluationResult,
+  type RunEvaluationResult,
+  type CasePair,
+} from './eval/run.js';
+export * as runFolder from './run/index.js';
+export {
+  runPaths,
+  evaluationPaths,
+  RUN_FILES,
+  METRICS_COLUMNS,
+  CHECKPOINT_FILES,
+  EVALUATION_FILES,
+  type RunPaths,
+  type EvaluationPaths,
+  type TrainingConfigFile,
+  type SplitFile,
+  type TestCasesFile,
+  type EnvironmentFile,
+  type MetricsRow,
+  type TrainingSummaryFile,
+  type EvaluationSummaryFile,
+  type CaseEvaluationFile,
+} from './run/index.js';
 export {
   synthesizeCase,
   synthesizeCohort,

@@ -102,14 +102,15 @@ void cut_patch(const SamplingCase& source, const PatchPlan& plan, const PatchSam
       }
     }
   };
-  for (int64_t c = 0; c < channels; ++c) {
-    int64_t from = c;
-    if (plan.flip_x && options.femur_left_channel >= 0 && options.femur_right_channel >= 0) {
-      if (c == options.femur_left_channel) from = options.femur_right_channel;
-      else if (c == options.femur_right_channel) from = options.femur_left_channel;
+  std::vector<int64_t> source_channel(channels);
+  for (int64_t c = 0; c < channels; ++c) source_channel[c] = c;
+  if (plan.flip_x) {
+    for (const auto& [a, b] : options.left_right_pairs) {
+      require(a >= 0 && a < channels && b >= 0 && b < channels, "a left-right pair names a channel outside the input's " + std::to_string(channels));
+      std::swap(source_channel[a], source_channel[b]);
     }
-    copy_channel(in + from * volume, out + c * p * p * p);
   }
+  for (int64_t c = 0; c < channels; ++c) copy_channel(in + source_channel[c] * volume, out + c * p * p * p);
   copy_channel(dose_in, dose_out);
 }
 

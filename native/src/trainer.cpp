@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <limits>
+#include <optional>
 
 #include "vmat/checkpoint.h"
 #include "vmat/error.h"
@@ -64,27 +65,7 @@ class JsonEvent {
   std::string text_;
 };
 
-struct BestEntry {
-  int64_t epoch;  // 1-based
-  double val_mae_gy;
-  std::string path;
-};
-
-// Everything besides the weights that an exact resume needs.
-struct LoopState {
-  int64_t epoch = 0;  // 0-based epoch in progress
-  int64_t step = 0;   // next step of that epoch
-  double sum_total = 0, sum_mse = 0, sum_grad = 0, sum_neg = 0;
-  int64_t steps_done = 0;  // steps of this epoch whose losses are in the sums
-  double best_val_mae = std::numeric_limits<double>::infinity();
-  int64_t best_epoch = 0;
-  int64_t epochs_without_improvement = 0;
-  std::vector<BestEntry> best;
-  double loss_scale = 65536.0;  // fp16 only
-  int64_t scale_growth_tracker = 0;
-};
-
-Metadata state_metadata(const LoopState& state) {
+Metadata state_metadata(const TrainingLoopState& state) {
   Metadata metadata;
   metadata["format"] = "vmat-native-training-state-1";
   metadata["epoch"] = std::to_string(state.epoch);
@@ -114,10 +95,10 @@ std::string need(const Metadata& metadata, const std::string& key, const std::st
   return found->second;
 }
 
-LoopState parse_state(const Metadata& metadata, const std::string& path, const std::string& checkpoint_dir) {
+TrainingLoopState parse_state(const Metadata& metadata, const std::string& path, const std::string& checkpoint_dir) {
   require(metadata.count("format") && metadata.at("format") == "vmat-native-training-state-1",
           "the file " + path + " is not a vmat-native training state");
-  LoopState state;
+  TrainingLoopState state;
   try {
     state.epoch = std::stoll(need(metadata, "epoch", path));
     state.step = std::stoll(need(metadata, "step", path));
@@ -165,319 +146,429 @@ std::string best_checkpoint_name(int64_t epoch, double val_mae_gy) {
   return buffer;
 }
 
-TrainResult train_model(const std::vector<TrainingCase>& train_cases, const std::vector<TrainingCase>& val_cases,
-                        const TrainerOptions& options, const TrainerCallbacks& callbacks) {
-  require(!train_cases.empty(), "there are no training cases");
-  require(!val_cases.empty(), "there are no validation cases (validation picks the best checkpoint)");
-  require(options.epochs >= 1 && options.batch_size >= 1 && options.patches_per_volume >= 1, "epochs, batch size and patches per volume must be >= 1");
-  require(options.patch_size >= 16 && options.patch_size % 16 == 0, "the patch size must be a multiple of 16, got " + std::to_string(options.patch_size));
-  require(!options.checkpoint_dir.empty(), "the checkpoint folder is not set");
-  for (const auto* set : {&train_cases, &val_cases}) {
-    for (const auto& item : *set) {
-      require(item.input.dim() == 4 && item.input.size(0) == options.in_channels,
-              "case " + item.id + " has " + std::to_string(item.input.dim() == 4 ? item.input.size(0) : 0) +
-                  " input channels, the model expects " + std::to_string(options.in_channels));
-      require(item.dose.defined(), "case " + item.id + " has no dose to train or validate on");
+
+// ------------------------------------------------------------------------------------------------ Trainer
+
+Trainer::Trainer(const std::vector<TrainingCase>& train_cases, const std::vector<TrainingCase>& val_cases, TrainerOptions options,
+                 TrainerCallbacks callbacks)
+    : train_cases_(train_cases), val_cases_(val_cases), options_(std::move(options)), callbacks_(std::move(callbacks)) {}
+
+Trainer::~Trainer() = default;
+
+void Trainer::emit(const std::string& json) const {
+  if (writes_files() && callbacks_.emit) callbacks_.emit(json);
+}
+
+bool Trainer::cancelled() const { return callbacks_.cancelled && callbacks_.cancelled(); }
+
+void Trainer::validate_settings() const {
+  require(!train_cases_.empty(), "there are no training cases");
+  require(!val_cases_.empty(), "there are no validation cases (validation picks the best checkpoint)");
+  require(options_.epochs >= 1 && options_.batch_size >= 1 && options_.patches_per_volume >= 1, "epochs, batch size and patches per volume must be >= 1");
+  require(options_.patch_size >= 16 && options_.patch_size % 16 == 0, "the patch size must be a multiple of 16, got " + std::to_string(options_.patch_size));
+  require(options_.cond_dim >= 1, "the conditioning length condDim must be >= 1, got " + std::to_string(options_.cond_dim));
+  require(!options_.checkpoint_dir.empty(), "the checkpoint folder is not set");
+  std::vector<int> paired(static_cast<size_t>(std::max<int64_t>(0, options_.in_channels)), 0);
+  for (const auto& pair : options_.left_right_pairs) {
+    for (const auto channel : pair) {
+      require(channel >= 0 && channel < options_.in_channels, "the left-right pair [" + std::to_string(pair[0]) + ", " + std::to_string(pair[1]) +
+                                                                  "] names a channel outside the model's " + std::to_string(options_.in_channels) + " input channels");
+      require(++paired[channel] == 1, "channel " + std::to_string(channel) + " is in more than one left-right pair (or paired with itself)");
     }
   }
-  const auto emit = [&](const std::string& json) { if (callbacks.emit) callbacks.emit(json); };
-  const auto cancelled = [&] { return callbacks.cancelled && callbacks.cancelled(); };
+  for (const auto* set : {&train_cases_, &val_cases_}) {
+    for (const auto& item : *set) {
+      require(item.input.dim() == 4 && item.input.size(0) == options_.in_channels,
+              "case " + item.id + " has " + std::to_string(item.input.dim() == 4 ? item.input.size(0) : 0) +
+                  " input channels, the model expects " + std::to_string(options_.in_channels));
+      require(item.dose.defined(), "case " + item.id + " has no dose to train or validate on");
+      require(item.constraints.defined() && item.constraints.numel() == options_.cond_dim,
+              "case " + item.id + " has " + std::to_string(item.constraints.defined() ? item.constraints.numel() : 0) +
+                  " conditioning values, the model expects condDim = " + std::to_string(options_.cond_dim));
+    }
+  }
+}
 
-  const torch::Device device(resolve_device(options.device));
+// ---------------------------------------------------------------- prepare: device, model, optimizer, loader
+
+void Trainer::prepare() {
+  device_ = torch::Device(resolve_device(options_.device));
   // Patch shapes are fixed for the whole run: let cuDNN pick the fastest convolution algorithms once.
-  if (device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
-  std::string precision = options.precision;
-  if (precision == "auto") {
-    precision = "fp32";
-    if (device.is_cuda()) {
-      precision = "bf16";
+  if (device_.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
+  precision_ = options_.precision;
+  if (precision_ == "auto") {
+    precision_ = "fp32";
+    if (device_.is_cuda()) {
+      precision_ = "bf16";
       for (const auto& info : runtime_info().devices) {
-        if (info.index == device.index() && info.compute_major > 0 && info.compute_major < 8) precision = "fp16";
+        if (info.index == device_.index() && info.compute_major > 0 && info.compute_major < 8) precision_ = "fp16";
       }
     }
   }
-  require(precision == "fp32" || precision == "bf16" || precision == "fp16", "precision '" + precision + "' is not auto, fp32, bf16 or fp16");
-  require(precision == "fp32" || device.is_cuda(), "precision " + precision + " needs a CUDA device; on the CPU use fp32 (or auto)");
-  const bool mixed = precision != "fp32";
-  const auto autocast_dtype = precision == "fp16" ? at::kHalf : at::kBFloat16;
+  require(precision_ == "fp32" || precision_ == "bf16" || precision_ == "fp16", "precision '" + precision_ + "' is not auto, fp32, bf16 or fp16");
+  require(precision_ == "fp32" || device_.is_cuda(), "precision " + precision_ + " needs a CUDA device; on the CPU use fp32 (or auto)");
+  mixed_ = precision_ != "fp32";
+  autocast_dtype_ = precision_ == "fp16" ? at::kHalf : at::kBFloat16;
 
-  fs::create_directories(options.checkpoint_dir);
-  const std::string last_path = (fs::path(options.checkpoint_dir) / "last.safetensors").string();
+  if (writes_files()) fs::create_directories(options_.checkpoint_dir);
+  last_path_ = (fs::path(options_.checkpoint_dir) / "last.safetensors").string();
+  prepare_model();
 
-  // ---------------------------------------------------------------- model, optimizer, state
-  torch::manual_seed(options.seed);
-  UNetConfig config;
-  config.in_channels = options.in_channels;
-  config.base_channels = options.base_channels;
-  config.validate();
-  BaselineUNet3D model(config);
-  LoopState state;
+  PatchSamplerOptions sampler;
+  sampler.patch = options_.patch_size;
+  sampler.patches_per_volume = options_.patches_per_volume;
+  sampler.batch_size = options_.batch_size;
+  sampler.seed = options_.seed;
+  sampler.left_right_pairs = options_.left_right_pairs;
+  sampler.workers = std::max(1, options_.num_workers);
+  sampler.pin_memory = device_.is_cuda();
+  auto sampling_cases = std::make_shared<std::vector<SamplingCase>>();
+  for (const auto& item : train_cases_) {
+    sampling_cases->push_back(prepare_sampling_case(item, options_.patch_size, 0.1, options_.normalisation_dose_gy));
+  }
+  loader_ = prepare_loader(sampler, sampling_cases);
+  steps_ = loader_->steps_per_epoch();
+
+  window_.patch = options_.patch_size;
+  window_.overlap = options_.overlap;
+  window_.batch = options_.sw_batch;
+  window_.device = device_;
+  window_.autocast = mixed_;
+  window_.autocast_dtype = autocast_dtype_;
+}
+
+std::unique_ptr<PatchLoader> Trainer::prepare_loader(const PatchSamplerOptions& sampler, std::shared_ptr<std::vector<SamplingCase>> cases) {
+  return std::make_unique<PatchLoader>(std::move(cases), sampler);
+}
+
+void Trainer::prepare_model() {
+  torch::manual_seed(options_.seed);
+  config_.in_channels = options_.in_channels;
+  config_.base_channels = options_.base_channels;
+  config_.cond_dim = options_.cond_dim;
+  config_.validate();
+  model_ = BaselineUNet3D(config_);
   TensorMap saved_optimizer;
-  if (options.resume) {
-    require(fs::exists(last_path) && fs::exists(state_path_of(last_path)),
-            "cannot resume: " + last_path + " and its .state.safetensors are not both there");
-    auto loaded = load_model(last_path, torch::kCPU);
-    require(loaded.config == config, "cannot resume: " + last_path + " holds a model of another configuration (" +
-                                         loaded.config.to_json() + ") than the settings ask for (" + config.to_json() + ")");
-    model = loaded.model;
-    auto saved = load_tensors(state_path_of(last_path));
-    state = parse_state(saved.metadata, state_path_of(last_path), options.checkpoint_dir);
+  if (options_.resume) {
+    const auto state_path = state_path_of(last_path_);
+    require(fs::exists(last_path_) && fs::exists(state_path), "cannot resume: " + last_path_ + " and its .state.safetensors are not both there");
+    auto loaded = load_model(last_path_, torch::kCPU);
+    require(loaded.config == config_, "cannot resume: " + last_path_ + " holds a model of another configuration (" + loaded.config.to_json() +
+                                          ") than the settings ask for (" + config_.to_json() + ")");
+    model_ = loaded.model;
+    auto saved = load_tensors(state_path);
+    state_ = parse_state(saved.metadata, state_path, options_.checkpoint_dir);
     saved_optimizer = std::move(saved.tensors);
   }
-  model->to(device);
-  const auto named = model->named_parameters();
-  std::vector<at::Tensor> parameters;
-  for (const auto& item : named) parameters.push_back(item.value());
-  MultiTensorAdamW optimizer(parameters, torch::optim::AdamWOptions(options.lr)
-                                                .betas({options.beta1, options.beta2})
-                                                .weight_decay(options.weight_decay)
-                                                .eps(1e-8));
-  if (options.resume) {
-    auto& optimizer_state = optimizer.state();
-    for (const auto& item : named) {
-      auto avg = saved_optimizer.find("exp_avg." + item.key());
-      auto avg_sq = saved_optimizer.find("exp_avg_sq." + item.key());
-      auto step = saved_optimizer.find("step." + item.key());
-      if (avg == saved_optimizer.end() || avg_sq == saved_optimizer.end() || step == saved_optimizer.end()) continue;
-      auto param_state = std::make_unique<torch::optim::AdamWParamState>();
-      param_state->step(step->second.item<int64_t>());
-      param_state->exp_avg(avg->second.to(device, torch::kFloat).clone());
-      param_state->exp_avg_sq(avg_sq->second.to(device, torch::kFloat).clone());
-      optimizer_state[state_key(optimizer_state, item.value())] = std::move(param_state);
+  model_->to(device_);
+  for (const auto& item : model_->named_parameters()) {
+    parameter_names_.push_back(item.key());
+    parameters_.push_back(item.value());
+  }
+  prepare_optimizer(std::move(saved_optimizer));
+  parameter_count_ = count_parameters(*model_);
+}
+
+void Trainer::prepare_optimizer(TensorMap saved) {
+  optimizer_ = std::make_unique<MultiTensorAdamW>(parameters_, torch::optim::AdamWOptions(options_.lr)
+                                                                   .betas({options_.beta1, options_.beta2})
+                                                                   .weight_decay(options_.weight_decay)
+                                                                   .eps(1e-8));
+  if (!options_.resume) return;
+  auto& optimizer_state = optimizer_->state();
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    const auto& name = parameter_names_[i];
+    auto avg = saved.find("exp_avg." + name);
+    auto avg_sq = saved.find("exp_avg_sq." + name);
+    auto step = saved.find("step." + name);
+    if (avg == saved.end() || avg_sq == saved.end() || step == saved.end()) continue;
+    auto param_state = std::make_unique<torch::optim::AdamWParamState>();
+    param_state->step(step->second.item<int64_t>());
+    param_state->exp_avg(avg->second.to(device_, torch::kFloat).clone());
+    param_state->exp_avg_sq(avg_sq->second.to(device_, torch::kFloat).clone());
+    optimizer_state[state_key(optimizer_state, parameters_[i])] = std::move(param_state);
+  }
+  auto rng = saved.find("rng.torch_cpu");
+  if (rng != saved.end()) {
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    generator.set_state(rng->second);
+  }
+}
+
+// ---------------------------------------------------------------- the loss
+
+LossTerms Trainer::compute_loss(const LossInputs& inputs) const { return dose_loss(inputs.prediction, inputs.target, options_.loss); }
+
+// ---------------------------------------------------------------- train step, after backward, optimizer step
+
+Trainer::StepValues Trainer::train_step(const PatchBatch& batch, int64_t epoch, double lr) {
+  auto input = batch.input.to(device_, /*non_blocking=*/true);
+  auto target = batch.dose.to(device_, true);
+  auto constraints = batch.constraints.to(device_, true);
+  optimizer_->zero_grad();
+  at::Tensor prediction;
+  with_autocast(mixed_, device_, autocast_dtype_, [&] { prediction = model_->forward(input, constraints); });
+  const auto terms = compute_loss({prediction.to(torch::kFloat), target, input, constraints});
+  if (precision_ == "fp16") {
+    (terms.total * state_.loss_scale).backward();
+    torch::NoGradGuard no_grad;
+    for (auto& parameter : parameters_) {
+      if (parameter.grad().defined()) parameter.grad().div_(state_.loss_scale);
     }
-    auto rng = saved_optimizer.find("rng.torch_cpu");
-    if (rng != saved_optimizer.end()) {
-      at::Generator generator = at::detail::getDefaultCPUGenerator();
-      generator.set_state(rng->second);
+  } else {
+    terms.total.backward();
+  }
+  after_backward();
+  return optimizer_step(terms, epoch, lr);
+}
+
+void Trainer::not_finite(const std::string& what, int64_t epoch, double lr, const std::string& hint) const {
+  throw Error(ErrorCode::NotFinite, "training stopped: the " + what + " at epoch " + std::to_string(epoch + 1) + ", step " +
+                                        std::to_string(state_.step + 1) + " of " + std::to_string(steps_) + " (lr " + format_double(lr, "%.3g") + "); " +
+                                        (fs::exists(last_path_) ? "checkpoints/last.safetensors keeps the end of the last good epoch"
+                                                                : "no epoch completed, so there is no checkpoint") +
+                                        ". " + hint);
+}
+
+Trainer::StepValues Trainer::optimizer_step(const LossTerms& terms, int64_t epoch, double lr) {
+  const double max_norm = options_.grad_clip > 0 ? options_.grad_clip : std::numeric_limits<double>::infinity();
+  const auto gradient_norm = clip_grad_norm(parameters_, max_norm);
+  // One read back to the host per step (each one stalls the device until all queued work is done): the loss terms
+  // and the gradient norm together, after backward.
+  const auto scalars = torch::stack({terms.total.detach(), terms.mse.detach(), terms.grad.detach(), terms.neg.detach(),
+                                     gradient_norm.to(terms.total.device(), torch::kFloat)})
+                           .to(torch::kCPU, torch::kDouble);
+  const double* values = scalars.data_ptr<double>();
+  const double total = values[0], norm = values[4];
+  if (!finite(total)) {
+    not_finite(std::string("loss became ") + (std::isnan(total) ? "NaN" : "infinite"), epoch, lr, "Try a lower --lr or --precision fp32");
+  }
+  bool stepped = true;
+  if (precision_ == "fp16") {
+    // Dynamic loss scaling (as torch.cuda.amp.GradScaler): skip the step on overflow and halve the scale.
+    if (!finite(norm)) {
+      stepped = false;
+      state_.loss_scale /= 2.0;
+      state_.scale_growth_tracker = 0;
+    } else if (++state_.scale_growth_tracker >= 2000) {
+      state_.loss_scale *= 2.0;
+      state_.scale_growth_tracker = 0;
+    }
+  } else if (!finite(norm)) {
+    not_finite("gradient became NaN or infinite", epoch, lr, "Try a lower --lr");
+  }
+  if (stepped) optimizer_->step();
+  return {total, values[1], values[2], values[3]};
+}
+
+bool Trainer::train_epoch(int64_t epoch, double lr, double& voxels, double& step_seconds, double& data_wait_seconds) {
+  const double patch_voxels = std::pow(static_cast<double>(options_.patch_size), 3);
+  if (state_.step < steps_) loader_->start_epoch(epoch, state_.step);
+  for (; state_.step < steps_; ++state_.step) {
+    const auto step_start = Clock::now();
+    auto batch = loader_->next();
+    data_wait_seconds += seconds_since(step_start);
+    const auto values = train_step(batch, epoch, lr);
+    state_.sum_total += values.total;
+    state_.sum_mse += values.mse;
+    state_.sum_grad += values.grad;
+    state_.sum_neg += values.neg;
+    state_.steps_done += 1;
+    const double seconds = seconds_since(step_start);
+    voxels += static_cast<double>(batch.input.size(0)) * patch_voxels;
+    step_seconds += seconds;
+    const int64_t done_here = state_.step + 1;
+    emit(JsonEvent("step")
+             .integer("epoch", epoch + 1)
+             .integer("epochs", options_.epochs)
+             .integer("step", done_here)
+             .integer("steps", steps_)
+             .number("loss", values.total)
+             .number("lr", lr)
+             .number("voxelsPerSecond", step_seconds > 0 ? voxels / step_seconds : 0)
+             .number("etaSeconds", step_seconds / std::max<double>(1, state_.steps_done) * static_cast<double>(steps_ - done_here))
+             .str());
+    if (cancelled()) {
+      state_.step = done_here;
+      save_last_on_cancel(epoch);
+      return false;
     }
   }
-  const int64_t parameter_count = count_parameters(*model);
+  return true;
+}
 
-  // Writes the weights and the state beside them (atomically each).
-  auto save_checkpoint = [&](const std::string& path, int64_t epoch, double val_mae) {
-    Metadata metadata = options.checkpoint_metadata;
-    metadata["epoch"] = std::to_string(epoch);
-    if (finite(val_mae)) metadata["val_mae_gy"] = format_double(val_mae);
-    save_model(path, model, metadata);
-    TensorMap tensors;
-    auto& optimizer_state = optimizer.state();
-    for (const auto& item : named) {
-      auto found = optimizer_state.find(state_key(optimizer_state, item.value()));
-      if (found == optimizer_state.end()) continue;
-      auto& adam = static_cast<torch::optim::AdamWParamState&>(*found->second);
-      tensors["exp_avg." + item.key()] = adam.exp_avg();
-      tensors["exp_avg_sq." + item.key()] = adam.exp_avg_sq();
-      tensors["step." + item.key()] = torch::tensor({adam.step()}, torch::kLong);
+// ---------------------------------------------------------------- validation over whole volumes
+
+std::vector<size_t> Trainer::validation_share() const {
+  std::vector<size_t> all(val_cases_.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  return all;
+}
+
+std::optional<ValidationSums> Trainer::validate(int64_t epoch) {
+  model_->eval();
+  ValidationSums sums;
+  for (const size_t index : validation_share()) {
+    require(index < val_cases_.size(), "the validation share names case " + std::to_string(index) + " of " + std::to_string(val_cases_.size()));
+    const auto& item = val_cases_[index];
+    emit(JsonEvent("validate")
+             .integer("epoch", epoch + 1)
+             .string("case", item.id)
+             .integer("index", static_cast<int64_t>(index) + 1)
+             .integer("of", static_cast<int64_t>(val_cases_.size()))
+             .str());
+    if (cancelled()) {
+      // Training of this epoch is complete; a resume validates it.
+      save_last_on_cancel(epoch);
+      return std::nullopt;
     }
-    tensors["rng.torch_cpu"] = at::detail::getDefaultCPUGenerator().get_state();
-    save_tensors(state_path_of(path), tensors, state_metadata(state));
-  };
-
-  // ---------------------------------------------------------------- data
-  PatchSamplerOptions sampler;
-  sampler.patch = options.patch_size;
-  sampler.patches_per_volume = options.patches_per_volume;
-  sampler.batch_size = options.batch_size;
-  sampler.seed = options.seed;
-  sampler.femur_left_channel = options.femur_left_channel;
-  sampler.femur_right_channel = options.femur_right_channel;
-  sampler.workers = std::max(1, options.num_workers);
-  sampler.pin_memory = device.is_cuda();
-  auto sampling_cases = std::make_shared<std::vector<SamplingCase>>();
-  for (const auto& item : train_cases) {
-    sampling_cases->push_back(prepare_sampling_case(item, options.patch_size, 0.1, options.normalisation_dose_gy));
+    auto constraints = item.constraints.to(device_, torch::kFloat).view({1, -1});
+    auto network = [&](const at::Tensor& windows) { return model_->forward(windows, constraints.expand({windows.size(0), constraints.size(1)})); };
+    const auto normalised = sliding_window_normalised(item.input, network, window_);
+    const auto target = item.dose.to(torch::kFloat) / options_.normalisation_dose_gy;
+    {
+      torch::NoGradGuard no_grad;
+      sums.loss += compute_loss({normalised.unsqueeze(0).unsqueeze(0), target.unsqueeze(0).unsqueeze(0), item.input.unsqueeze(0),
+                                 item.constraints.to(torch::kFloat).view({1, -1})})
+                       .total.item<double>();
+    }
+    const auto error = ((normalised * options_.normalisation_dose_gy).clamp_min(0.0) - item.dose.to(torch::kFloat)).abs();
+    const auto body = item.body.defined() ? item.body.to(torch::kBool) : torch::ones_like(error, torch::kBool);
+    require(body.any().item<bool>(), "validation case " + item.id + " has an empty body mask");
+    sums.mae_gy += error.masked_select(body).mean().item<double>();
+    if (item.ptv70.defined() && item.ptv70.to(torch::kBool).any().item<bool>()) {
+      sums.ptv70_mae_gy += error.masked_select(item.ptv70.to(torch::kBool)).mean().item<double>();
+      ++sums.ptv70_cases;
+    }
+    ++sums.cases;
   }
-  PatchLoader loader(sampling_cases, sampler);
-  const int64_t steps = loader.steps_per_epoch();
+  reduce_validation(sums);
+  return sums;
+}
 
-  SlidingWindowOptions window;
-  window.patch = options.patch_size;
-  window.overlap = options.overlap;
-  window.batch = options.sw_batch;
-  window.device = device;
-  window.autocast = mixed;
-  window.autocast_dtype = autocast_dtype;
+// ---------------------------------------------------------------- checkpoints
 
-  emit(JsonEvent("start")
-           .integer("parameters", parameter_count)
-           .string("device", device.str())
-           .string("precision", precision)
-           .integer("stepsPerEpoch", steps)
-           .integer("trainCases", static_cast<int64_t>(train_cases.size()))
-           .integer("valCases", static_cast<int64_t>(val_cases.size()))
-           .integer("startEpoch", state.epoch + 1)
-           .integer("startStep", state.step)
-           .str());
+// Writes the weights and the state beside them (atomically each).
+void Trainer::save_checkpoint(const std::string& path, int64_t epoch, double val_mae) const {
+  if (!writes_files()) return;
+  Metadata metadata = options_.checkpoint_metadata;
+  metadata["epoch"] = std::to_string(epoch);
+  if (finite(val_mae)) metadata["val_mae_gy"] = format_double(val_mae);
+  save_model(path, model_, metadata);
+  TensorMap tensors;
+  auto& optimizer_state = optimizer_->state();
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    auto found = optimizer_state.find(state_key(optimizer_state, parameters_[i]));
+    if (found == optimizer_state.end()) continue;
+    auto& adam = static_cast<torch::optim::AdamWParamState&>(*found->second);
+    tensors["exp_avg." + parameter_names_[i]] = adam.exp_avg();
+    tensors["exp_avg_sq." + parameter_names_[i]] = adam.exp_avg_sq();
+    tensors["step." + parameter_names_[i]] = torch::tensor({adam.step()}, torch::kLong);
+  }
+  tensors["rng.torch_cpu"] = at::detail::getDefaultCPUGenerator().get_state();
+  save_tensors(state_path_of(path), tensors, state_metadata(state_));
+}
 
+void Trainer::save_last_on_cancel(int64_t epoch) {
+  save_checkpoint(last_path_, epoch + 1, std::numeric_limits<double>::quiet_NaN());
+  emit(JsonEvent("checkpoint").string("kind", "last").string("path", last_path_).integer("epoch", epoch + 1).integer("step", state_.step).str());
+}
+
+// The best `keep_best` epochs by validation MAE, then last (state_ already describes the next epoch).
+void Trainer::save_checkpoints(int64_t epoch_number, double val_mae) {
+  const bool keep = static_cast<int>(state_.best.size()) < options_.keep_best ||
+                    std::any_of(state_.best.begin(), state_.best.end(), [&](const auto& e) { return val_mae < e.val_mae_gy; });
+  if (keep) {
+    const auto path = (fs::path(options_.checkpoint_dir) / best_checkpoint_name(epoch_number, val_mae)).string();
+    state_.best.push_back({epoch_number, val_mae, path});
+    std::stable_sort(state_.best.begin(), state_.best.end(), [](const auto& a, const auto& b) { return a.val_mae_gy < b.val_mae_gy; });
+    std::vector<std::string> removed;
+    while (static_cast<int>(state_.best.size()) > options_.keep_best) {
+      removed.push_back(state_.best.back().path);
+      state_.best.pop_back();
+    }
+    save_checkpoint(path, epoch_number, val_mae);
+    if (writes_files()) {
+      for (const auto& old : removed) {
+        fs::remove(old);
+        fs::remove(state_path_of(old));
+      }
+    }
+    emit(JsonEvent("checkpoint").string("kind", "best").string("path", path).integer("epoch", epoch_number).number("valMaeGy", val_mae).str());
+  }
+  save_checkpoint(last_path_, epoch_number, val_mae);
+  emit(JsonEvent("checkpoint").string("kind", "last").string("path", last_path_).integer("epoch", epoch_number).number("valMaeGy", val_mae).str());
+}
+
+TrainResult Trainer::finish(const std::string& reason, int64_t epochs_run) const {
   TrainResult result;
-  result.parameters = parameter_count;
-  auto finish = [&](const std::string& reason) {
-    result.stop_reason = reason;
-    result.best_epoch = state.best_epoch;
-    result.best_val_mae_gy = state.best_val_mae;
-    if (!state.best.empty()) {
-      auto best = std::min_element(state.best.begin(), state.best.end(), [](const auto& a, const auto& b) { return a.val_mae_gy < b.val_mae_gy; });
-      result.best_checkpoint = best->path;
-    }
-    return result;
-  };
-  result.epochs_run = state.epoch;
-  if (state.epoch >= options.epochs) return finish("max_epochs");
-  if (state.epochs_without_improvement >= options.patience) return finish("early_stop");
+  result.parameters = parameter_count_;
+  result.stop_reason = reason;
+  result.epochs_run = epochs_run;
+  result.best_epoch = state_.best_epoch;
+  result.best_val_mae_gy = state_.best_val_mae;
+  if (!state_.best.empty()) {
+    auto best = std::min_element(state_.best.begin(), state_.best.end(), [](const auto& a, const auto& b) { return a.val_mae_gy < b.val_mae_gy; });
+    result.best_checkpoint = best->path;
+  }
+  return result;
+}
 
-  const double patch_voxels = std::pow(static_cast<double>(options.patch_size), 3);
+// ---------------------------------------------------------------- the loop
+
+TrainResult Trainer::run() {
+  validate_settings();
+  prepare();
+  emit(JsonEvent("start")
+           .integer("parameters", parameter_count_)
+           .string("device", device_.str())
+           .string("precision", precision_)
+           .integer("stepsPerEpoch", steps_)
+           .integer("trainCases", static_cast<int64_t>(train_cases_.size()))
+           .integer("valCases", static_cast<int64_t>(val_cases_.size()))
+           .integer("startEpoch", state_.epoch + 1)
+           .integer("startStep", state_.step)
+           .str());
+  if (state_.epoch >= options_.epochs) return finish("max_epochs", state_.epoch);
+  if (state_.epochs_without_improvement >= options_.patience) return finish("early_stop", state_.epoch);
+
   try {
-    for (; state.epoch < options.epochs; ++state.epoch) {
-      const int64_t epoch = state.epoch;
-      const double lr = cosine_lr(options.lr, options.min_lr, options.epochs, epoch);
-      for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+    while (state_.epoch < options_.epochs) {
+      const int64_t epoch = state_.epoch;
+      const double lr = cosine_lr(options_.lr, options_.min_lr, options_.epochs, epoch);
+      for (auto& group : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
       const auto epoch_start = Clock::now();
       double voxels = 0, step_seconds = 0;
       double data_wait_seconds = 0;  // the device idles while the step waits for the loader
-      model->train();
-      if (state.step < steps) loader.start_epoch(epoch, state.step);
-      for (; state.step < steps; ++state.step) {
-        const auto step_start = Clock::now();
-        auto batch = loader.next();
-        data_wait_seconds += seconds_since(step_start);
-        auto input = batch.input.to(device, /*non_blocking=*/true);
-        auto target = batch.dose.to(device, true);
-        auto constraints = batch.constraints.to(device, true);
-        optimizer.zero_grad();
-        at::Tensor prediction;
-        with_autocast(mixed, device, autocast_dtype, [&] { prediction = model->forward(input, constraints); });
-        auto terms = dose_loss(prediction.to(torch::kFloat), target, options.loss);
-        bool stepped = true;
-        if (precision == "fp16") {
-          (terms.total * state.loss_scale).backward();
-          torch::NoGradGuard no_grad;
-          for (auto& parameter : parameters) {
-            if (parameter.grad().defined()) parameter.grad().div_(state.loss_scale);
-          }
-        } else {
-          terms.total.backward();
-        }
-        const double max_norm = options.grad_clip > 0 ? options.grad_clip : std::numeric_limits<double>::infinity();
-        const auto gradient_norm = clip_grad_norm(parameters, max_norm);
-        // One read back to the host per step (each one stalls the device until all queued work is done): the loss
-        // terms and the gradient norm together, after backward.
-        const auto scalars = torch::stack({terms.total.detach(), terms.mse.detach(), terms.grad.detach(),
-                                           terms.neg.detach(), gradient_norm.to(terms.total.device(), torch::kFloat)})
-                                 .to(torch::kCPU, torch::kDouble);
-        const double* values = scalars.data_ptr<double>();
-        const double total = values[0], norm = values[4];
-        if (!finite(total)) {
-          throw Error(ErrorCode::NotFinite,
-                      "training stopped: the loss became " + std::string(std::isnan(total) ? "NaN" : "infinite") + " at epoch " +
-                          std::to_string(epoch + 1) + ", step " + std::to_string(state.step + 1) + " of " + std::to_string(steps) +
-                          " (lr " + format_double(lr, "%.3g") + "); " +
-                          (fs::exists(last_path) ? "checkpoints/last.safetensors keeps the end of the last good epoch"
-                                                 : "no epoch completed, so there is no checkpoint") +
-                          ". Try a lower --lr or --precision fp32");
-        }
-        if (precision == "fp16") {
-          // Dynamic loss scaling (as torch.cuda.amp.GradScaler): skip the step on overflow and halve the scale.
-          if (!finite(norm)) {
-            stepped = false;
-            state.loss_scale /= 2.0;
-            state.scale_growth_tracker = 0;
-          } else if (++state.scale_growth_tracker >= 2000) {
-            state.loss_scale *= 2.0;
-            state.scale_growth_tracker = 0;
-          }
-        } else if (!finite(norm)) {
-          throw Error(ErrorCode::NotFinite, "training stopped: the gradient became NaN or infinite at epoch " + std::to_string(epoch + 1) +
-                                                ", step " + std::to_string(state.step + 1) + " of " + std::to_string(steps) +
-                                                "; checkpoints/last.safetensors keeps the end of the last good epoch. Try a lower --lr");
-        }
-        if (stepped) optimizer.step();
-        state.sum_total += total;
-        state.sum_mse += values[1];
-        state.sum_grad += values[2];
-        state.sum_neg += values[3];
-        state.steps_done += 1;
-        const double seconds = seconds_since(step_start);
-        voxels += static_cast<double>(input.size(0)) * patch_voxels;
-        step_seconds += seconds;
-        const int64_t done_here = state.step + 1;
-        emit(JsonEvent("step")
-                 .integer("epoch", epoch + 1)
-                 .integer("epochs", options.epochs)
-                 .integer("step", done_here)
-                 .integer("steps", steps)
-                 .number("loss", total)
-                 .number("lr", lr)
-                 .number("voxelsPerSecond", step_seconds > 0 ? voxels / step_seconds : 0)
-                 .number("etaSeconds", step_seconds / std::max<double>(1, state.steps_done) * static_cast<double>(steps - done_here))
-                 .str());
-        if (cancelled()) {
-          state.step = done_here;
-          save_checkpoint(last_path, epoch + 1, std::numeric_limits<double>::quiet_NaN());
-          emit(JsonEvent("checkpoint").string("kind", "last").string("path", last_path).integer("epoch", epoch + 1).integer("step", state.step).str());
-          result.epochs_run = epoch;
-          return finish("aborted");
-        }
-      }
+      model_->train();
+      if (!train_epoch(epoch, lr, voxels, step_seconds, data_wait_seconds)) return finish("aborted", epoch);
+      const auto sums = validate(epoch);
+      if (!sums) return finish("aborted", epoch);
 
-      // ---------------------------------------------------------------- validation over whole volumes
-      model->eval();
-      double val_loss = 0, val_mae = 0, ptv_mae = 0;
-      int64_t ptv_cases = 0;
-      for (size_t index = 0; index < val_cases.size(); ++index) {
-        const auto& item = val_cases[index];
-        emit(JsonEvent("validate")
-                 .integer("epoch", epoch + 1)
-                 .string("case", item.id)
-                 .integer("index", static_cast<int64_t>(index) + 1)
-                 .integer("of", static_cast<int64_t>(val_cases.size()))
-                 .str());
-        if (cancelled()) {
-          // Training of this epoch is complete; a resume validates it.
-          save_checkpoint(last_path, epoch + 1, std::numeric_limits<double>::quiet_NaN());
-          emit(JsonEvent("checkpoint").string("kind", "last").string("path", last_path).integer("epoch", epoch + 1).integer("step", state.step).str());
-          result.epochs_run = epoch;
-          return finish("aborted");
-        }
-        auto constraints = item.constraints.to(device, torch::kFloat).view({1, -1});
-        auto network = [&](const at::Tensor& windows) { return model->forward(windows, constraints.expand({windows.size(0), constraints.size(1)})); };
-        const auto normalised = sliding_window_normalised(item.input, network, window);
-        const auto target = item.dose.to(torch::kFloat) / options.normalisation_dose_gy;
-        {
-          torch::NoGradGuard no_grad;
-          val_loss += dose_loss(normalised.unsqueeze(0).unsqueeze(0), target.unsqueeze(0).unsqueeze(0), options.loss).total.item<double>();
-        }
-        const auto error = ((normalised * options.normalisation_dose_gy).clamp_min(0.0) - item.dose.to(torch::kFloat)).abs();
-        const auto body = item.body.defined() ? item.body.to(torch::kBool) : torch::ones_like(error, torch::kBool);
-        require(body.any().item<bool>(), "validation case " + item.id + " has an empty body mask");
-        val_mae += error.masked_select(body).mean().item<double>();
-        if (item.ptv70.defined() && item.ptv70.to(torch::kBool).any().item<bool>()) {
-          ptv_mae += error.masked_select(item.ptv70.to(torch::kBool)).mean().item<double>();
-          ++ptv_cases;
-        }
-      }
-      const double cases = static_cast<double>(val_cases.size());
-      val_loss /= cases;
-      val_mae /= cases;
-      const double val_ptv = ptv_cases > 0 ? ptv_mae / static_cast<double>(ptv_cases) : std::numeric_limits<double>::quiet_NaN();
+      // ---------------------------------------------------------------- epoch end: event, early stopping
+      const double cases = static_cast<double>(sums->cases);
+      const double val_loss = sums->loss / cases;
+      const double val_mae = sums->mae_gy / cases;
+      const double val_ptv = sums->ptv70_cases > 0 ? sums->ptv70_mae_gy / static_cast<double>(sums->ptv70_cases) : std::numeric_limits<double>::quiet_NaN();
       const int64_t epoch_number = epoch + 1;
       const double epoch_seconds = seconds_since(epoch_start);
-      const double mean_total = state.sum_total / std::max<int64_t>(1, state.steps_done);
-      const bool improved = val_mae < state.best_val_mae;
+      const double steps_done = static_cast<double>(std::max<int64_t>(1, state_.steps_done));
+      const bool improved = val_mae < state_.best_val_mae;
       if (improved) {
-        state.best_val_mae = val_mae;
-        state.best_epoch = epoch_number;
-        state.epochs_without_improvement = 0;
+        state_.best_val_mae = val_mae;
+        state_.best_epoch = epoch_number;
+        state_.epochs_without_improvement = 0;
       } else {
-        state.epochs_without_improvement += 1;
+        state_.epochs_without_improvement += 1;
       }
       emit(JsonEvent("epoch")
                .integer("epoch", epoch_number)
-               .integer("epochs", options.epochs)
+               .integer("epochs", options_.epochs)
                .number("lr", lr)
-               .number("trainLoss", mean_total)
-               .number("trainMse", state.sum_mse / std::max<int64_t>(1, state.steps_done))
-               .number("trainGrad", state.sum_grad / std::max<int64_t>(1, state.steps_done))
-               .number("trainNeg", state.sum_neg / std::max<int64_t>(1, state.steps_done))
+               .number("trainLoss", state_.sum_total / steps_done)
+               .number("trainMse", state_.sum_mse / steps_done)
+               .number("trainGrad", state_.sum_grad / steps_done)
+               .number("trainNeg", state_.sum_neg / steps_done)
                .number("valLoss", val_loss)
                .number("valMaeGy", val_mae)
                .number("valMaePtv70Gy", val_ptv)
@@ -485,58 +576,35 @@ TrainResult train_model(const std::vector<TrainingCase>& train_cases, const std:
                .number("voxelsPerSecond", step_seconds > 0 ? voxels / step_seconds : 0)
                .number("dataWaitFraction", step_seconds > 0 ? data_wait_seconds / step_seconds : 0)
                .boolean("improved", improved)
-               .integer("bestEpoch", state.best_epoch)
-               .number("bestValMaeGy", state.best_val_mae)
+               .integer("bestEpoch", state_.best_epoch)
+               .number("bestValMaeGy", state_.best_val_mae)
                .str());
 
-      // The epoch is complete: the state of the next one starts here.
-      state.step = 0;
-      state.sum_total = state.sum_mse = state.sum_grad = state.sum_neg = 0;
-      state.steps_done = 0;
-      const int64_t next_epoch = epoch + 1;
-      state.epoch = next_epoch;
-      std::vector<std::string> removed;
-      const bool keep = static_cast<int>(state.best.size()) < options.keep_best ||
-                        std::any_of(state.best.begin(), state.best.end(), [&](const auto& e) { return val_mae < e.val_mae_gy; });
-      if (keep) {
-        const auto path = (fs::path(options.checkpoint_dir) / best_checkpoint_name(epoch_number, val_mae)).string();
-        state.best.push_back({epoch_number, val_mae, path});
-        std::stable_sort(state.best.begin(), state.best.end(), [](const auto& a, const auto& b) { return a.val_mae_gy < b.val_mae_gy; });
-        while (static_cast<int>(state.best.size()) > options.keep_best) {
-          removed.push_back(state.best.back().path);
-          state.best.pop_back();
-        }
-        save_checkpoint(path, epoch_number, val_mae);
-        for (const auto& old : removed) {
-          fs::remove(old);
-          fs::remove(state_path_of(old));
-        }
-        emit(JsonEvent("checkpoint").string("kind", "best").string("path", path).integer("epoch", epoch_number).number("valMaeGy", val_mae).str());
-      }
-      save_checkpoint(last_path, epoch_number, val_mae);
-      emit(JsonEvent("checkpoint").string("kind", "last").string("path", last_path).integer("epoch", epoch_number).number("valMaeGy", val_mae).str());
-      state.epoch = epoch;  // the loop's ++ moves it on
-      result.epochs_run = epoch_number;
-      if (state.epochs_without_improvement >= options.patience) {
-        state.epoch = next_epoch;
-        return finish("early_stop");
-      }
-      if (cancelled()) {
-        state.epoch = next_epoch;
-        return finish("aborted");
-      }
+      // The epoch is complete: the state of the next one starts here (and is what the checkpoints carry).
+      state_.step = 0;
+      state_.sum_total = state_.sum_mse = state_.sum_grad = state_.sum_neg = 0;
+      state_.steps_done = 0;
+      state_.epoch = epoch_number;
+      save_checkpoints(epoch_number, val_mae);
+      if (state_.epochs_without_improvement >= options_.patience) return finish("early_stop", epoch_number);
+      if (cancelled()) return finish("aborted", epoch_number);
     }
   } catch (const c10::Error& error) {
     const std::string message = error.what_without_backtrace();
     if (message.find("out of memory") != std::string::npos) {
-      throw Error(ErrorCode::OutOfMemory, "the device ran out of memory while training with patch " + std::to_string(options.patch_size) +
-                                              "³ and batch " + std::to_string(options.batch_size) +
-                                              ": try a smaller --patch-size (e.g. " + std::to_string(std::max<int64_t>(16, options.patch_size / 2 / 16 * 16)) +
+      throw Error(ErrorCode::OutOfMemory, "the device ran out of memory while training with patch " + std::to_string(options_.patch_size) +
+                                              "³ and batch " + std::to_string(options_.batch_size) +
+                                              ": try a smaller --patch-size (e.g. " + std::to_string(std::max<int64_t>(16, options_.patch_size / 2 / 16 * 16)) +
                                               ") or --batch-size (e.g. 1)");
     }
     throw;
   }
-  return finish("max_epochs");
+  return finish("max_epochs", state_.epoch);
+}
+
+TrainResult train_model(const std::vector<TrainingCase>& train_cases, const std::vector<TrainingCase>& val_cases,
+                        const TrainerOptions& options, const TrainerCallbacks& callbacks) {
+  return Trainer(train_cases, val_cases, options, callbacks).run();
 }
 
 }  // namespace vmat

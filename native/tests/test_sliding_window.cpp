@@ -112,8 +112,7 @@ TEST(PatchSampler, FlipReversesXAndSwapsFemurChannels) {
   auto prepared = ramp_case(16, 16, 16, 4);
   vmat::PatchSamplerOptions options;
   options.patch = 16;
-  options.femur_left_channel = 2;
-  options.femur_right_channel = 3;
+  options.left_right_pairs = {{2, 3}};
   vmat::PatchPlan plan;
   plan.flip_x = true;
   auto input = torch::empty({4, 16, 16, 16});
@@ -123,6 +122,23 @@ TEST(PatchSampler, FlipReversesXAndSwapsFemurChannels) {
   EXPECT_TRUE(torch::equal(input[2], prepared.input[3].flip({2})));
   EXPECT_TRUE(torch::equal(input[3], prepared.input[2].flip({2})));
   EXPECT_TRUE(torch::equal(dose, prepared.dose.flip({2})));
+}
+
+TEST(PatchSampler, FlipSwapsEveryLeftRightPairAndOnlyUnderTheFlip) {
+  auto prepared = ramp_case(16, 16, 16, 6);
+  vmat::PatchSamplerOptions options;
+  options.patch = 16;
+  options.left_right_pairs = {{1, 4}, {5, 2}};
+  vmat::PatchPlan plan;
+  plan.flip_x = true;
+  auto input = torch::empty({6, 16, 16, 16});
+  auto dose = torch::empty({16, 16, 16});
+  vmat::cut_patch(prepared, plan, options, input, dose);
+  const int64_t source[6] = {0, 4, 5, 3, 1, 2};
+  for (int64_t c = 0; c < 6; ++c) EXPECT_TRUE(torch::equal(input[c], prepared.input[source[c]].flip({2}))) << "channel " << c;
+  plan.flip_x = false;
+  vmat::cut_patch(prepared, plan, options, input, dose);
+  EXPECT_TRUE(torch::equal(input, prepared.input));
 }
 
 TEST(PatchSampler, TranslationMovesContentWithEdgeFill) {

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import type { TrainConfigInput } from '../config/schema.js';
 import { synthesizeCohort } from '../data/synth.js';
 import { invalidInput } from '../errors.js';
-import { evaluateRun } from '../cli/commands/evaluate.js';
+import { evaluateRun, evaluationProgressLine } from '../eval/run.js';
 import { comparisonText } from '../report/compare.js';
 import { publishRuns, type PublishedRuns } from '../report/publish.js';
 import { Trainer, type TrainEvent } from '../train/trainer.js';
@@ -101,7 +101,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     const result = await stage(`train ${name}`, () =>
       trainer.fit(
         { ...settings.train, dataDir, logDir, expName: name, useGradientLoss: gradient, gradientLossWeight: settings.gradientLossWeight },
-        { overwrite: options.overwrite, signal: options.signal, onProgress: (event: TrainEvent) => logEpoch(name, event, options.log) },
+        { overwrite: options.overwrite, onProgress: (event: TrainEvent) => logEpoch(name, event, options.log) },
       ),
     );
     if (result.stopReason === 'aborted') throw invalidInput(`the demo was interrupted while training ${name}`);
@@ -109,7 +109,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
 
   options.log('[4/5] evaluating the test cases of both runs (prediction, MAE, DVH, constraints, gamma)');
   for (const dir of runDirs) {
-    await stage(`evaluate ${dir}`, () => evaluateRun(dir, { device: 'auto', overwrite: options.overwrite }, undefined));
+    await stage(`evaluate ${dir}`, () =>
+      evaluateRun(dir, { device: 'auto', overwrite: options.overwrite, onProgress: (event) => options.log(`      ${evaluationProgressLine(event)}`) }),
+    );
   }
 
   options.log('[5/5] comparison, figures and reports');

@@ -3,7 +3,8 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { gammaIndex } from '../eval/gamma.js';
-import { caseVolumePaths, PREDICTIONS_DIR, type CaseEvaluation, type RunFolder } from '../report/run-folder.js';
+import { caseVolumePaths, type CaseEvaluation, type RunFolder } from '../report/run-folder.js';
+import { evaluationPaths, runPaths } from '../run/index.js';
 import { comparisonSpec, dvhSpec, lossComponentsSpec, trainingCurvesSpec } from './charts.js';
 import { renderVegaLite, type RenderedFigure } from './render.js';
 import { doseSlicesFigure, gammaSlicesFigure, maskCentre } from './slices.js';
@@ -84,7 +85,7 @@ export async function buildRunFigures(run: RunFolder, options: { caseId?: string
       });
     }
   } else {
-    skipped.push(`dose slices and gamma map of ${id}: ${paths.reference ? '' : `its reference case file (from test_cases.json) is missing${paths.prediction ? '' : '; '}`}${paths.prediction ? '' : `${join(run.dir, PREDICTIONS_DIR, `${id}_pred.npz`)} is missing`}`);
+    skipped.push(`dose slices and gamma map of ${id}: ${paths.reference ? '' : `its reference case file (from test_cases.json) is missing${paths.prediction ? '' : '; '}`}${paths.prediction ? '' : `${evaluationPaths(runPaths(run.dir).evaluation).predictionFile(id)} is missing`}`);
   }
   if (evaluation.dvh.some((d) => d.curve)) {
     figures.push({

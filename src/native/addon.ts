@@ -1,3 +1,5 @@
+import type { NativeTrainSettings } from '../train/native-settings.js';
+
 /**
  * The shape of the compiled addon (binding/*.cc). Each binding module adds its functions here; TypeScript code
  * reaches the addon only through `loadNative()` and the wrappers in `src/native/call.ts`.
@@ -179,13 +181,24 @@ export interface NativeTrainCase {
   dose: Float32Array;
   body?: Uint8Array;
   ptv70?: Uint8Array;
+  /** the conditioning vector: condDim values */
   constraints: Float32Array;
+}
+
+/** The sliding window of binding/train.cc's predictDose. */
+export interface NativePredictSettings {
+  patchSize: number;
+  overlap: number;
+  swBatch: number;
+  device: string;
+  normalisationDoseGy: number;
 }
 
 export interface NativeTrainAddon {
   trainModel(
     cases: { train: NativeTrainCase[]; val: NativeTrainCase[] },
-    settings: Record<string, unknown>,
+    /** every key required, no other allowed (binding/settings.h) */
+    settings: NativeTrainSettings,
     options: NativeCallOptions,
   ): Promise<{
     stopReason: 'max_epochs' | 'early_stop' | 'aborted';
@@ -201,7 +214,8 @@ export interface NativeTrainAddon {
     input: Float32Array,
     shape: [number, number, number, number],
     constraints: Float32Array,
-    settings: { patchSize?: number; overlap?: number; swBatch?: number; device?: string; normalisationDoseGy?: number },
+    /** every key required, no other allowed (binding/settings.h) */
+    settings: NativePredictSettings,
     options: NativeCallOptions,
   ): Promise<NativeTensor<Float32Array>>;
 }

@@ -25,7 +25,8 @@ function table(header: string[], rows: unknown[][], options: { numericFrom?: num
   const body = rows
     .map((row) => `<tr>${row.map((cell, c) => `<td${c >= numericFrom ? ' class="num"' : ''}>${escapeHtml(formatValue(cell))}</td>`).join('')}</tr>`)
     .join('\n');
-  return `<table${options.className ? ` class="${options.className}"` : ''}><thead><tr>${th}</tr></thead><tbody>\n${body}\n</tbody></table>`;
+  // A wide table (cases.csv has a column per metric) scrolls inside the page instead of widening it.
+  return `<div class="table-wrap"><table${options.className ? ` class="${options.className}"` : ''}><thead><tr>${th}</tr></thead><tbody>\n${body}\n</tbody></table></div>`;
 }
 
 /** Nested objects as dotted keys (codeGit.commit, splitSizes.train), so each value gets its own row. */
@@ -66,6 +67,7 @@ h1 { font-size: 1.6rem; margin-bottom: 0.2rem; } h2 { font-size: 1.25rem; border
 h3 { font-size: 1.05rem; } h4 { font-size: 0.95rem; margin: 0.8rem 0 0.3rem; }
 .meta { color: #555; margin-top: 0; }
 table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0 1rem; }
+.table-wrap { overflow-x: auto; max-width: 100%; }
 th, td { border-bottom: 1px solid #e2e2e2; padding: 0.25rem 0.6rem; text-align: left; vertical-align: top; }
 th { background: #f4f4f4; font-weight: 600; } td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 table.kv td:first-child { font-family: "DejaVu Sans Mono", monospace; white-space: nowrap; }

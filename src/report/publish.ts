@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { buildComparisonFigure, buildRunFigures, writeFigures } from '../figures/index.js';
 import { compareRuns, writeComparison, type Comparison } from './compare.js';
 import { reportHtml } from './html.js';
+import { runPaths } from '../run/index.js';
 import { readRunFolder } from './run-folder.js';
 
 export interface PublishedRuns {
@@ -29,10 +30,10 @@ export async function publishRuns(runDirs: string[], options: { comparisonDir: s
   const skipped: string[] = [];
   for (const run of runs) {
     const { figures, skipped: notDrawn } = await buildRunFigures(run);
-    const figureDir = join(run.dir, 'figures');
+    const figureDir = runPaths(run.dir).figures;
     writeFigures(figureDir, [...figures, comparisonFigure]);
     figureDirs.push(figureDir);
-    const report = join(run.dir, 'report.html');
+    const report = runPaths(run.dir).report;
     writeFileSync(report, reportHtml({ run, figures: [...figures, comparisonFigure], skipped: notDrawn, comparison }));
     reports.push(report);
     skipped.push(...notDrawn.map((reason) => `${run.name}: ${reason}`));

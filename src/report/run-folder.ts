@@ -1,17 +1,35 @@
 /**
- * Reads a run folder (spec/training.md) and its evaluation (`RUN/evaluation/`) into one object for the figures,
- * the report and the comparison table. Everything shown to the user is computed from these files.
+ * A run folder and its evaluation as the figures, the report and the comparison table see them, read through the
+ * run-folder module (src/run/). Everything shown to the user is computed from these files.
  */
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { basename, isAbsolute, join, resolve } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { basename, isAbsolute, resolve } from 'node:path';
 
 import { invalidInput } from '../errors.js';
-import { METRICS_COLUMNS } from '../train/trainer.js';
+import {
+  evaluationPaths,
+  listCaseEvaluations,
+  METRICS_COLUMNS,
+  readCaseEvaluation as readCaseEvaluationFile,
+  readCasesCsv,
+  readEnvironment,
+  readEvaluationSummary,
+  readMetrics,
+  readSplit,
+  readTestCases,
+  readTrainingConfig,
+  readTrainingSummary,
+  runPaths,
+  type CsvTable,
+  type EnvironmentFile,
+  type MetricColumn,
+  type MetricsRow,
+} from '../run/index.js';
 
 /** The columns of metrics.csv, in the order training.md lists them (the trainer writes them). */
 export const METRIC_COLUMNS = METRICS_COLUMNS;
-export type MetricColumn = (typeof METRIC_COLUMNS)[number];
-export type EpochRow = Record<MetricColumn, number>;
+export type { MetricColumn };
+export type EpochRow = MetricsRow;
 
 export interface DvhCurve {
   doseGy: number[];
@@ -47,7 +65,7 @@ export interface CaseEvaluation {
 export interface RunEvaluation {
   cases: CaseEvaluation[];
   /** evaluation/cases.csv as read: header and rows of cells. */
-  casesTable: { header: string[]; rows: string[][] } | null;
+  casesTable: CsvTable | null;
   /** evaluation/summary.json: mean and sd over cases of every metric. */
   summary: Record<string, { mean: number; sd: number }>;
 }
@@ -63,8 +81,9 @@ export interface RunSummary {
 export interface RunFolder {
   dir: string;
   name: string;
+  /** training_config.json's settings beside what the run derived (split sizes, parameter count, device) */
   config: Record<string, unknown>;
-  environment: Record<string, unknown> | null;
+  environment: EnvironmentFile | null;
   split: { train: string[]; val: string[]; test: string[] } | null;
   testCases: { testCases: string[]; testFiles: string[]; seed: number | null } | null;
   metrics: EpochRow[];
@@ -72,96 +91,6 @@ export interface RunFolder {
   summary: RunSummary;
   summaryFromFile: boolean;
   evaluation: RunEvaluation | null;
-}
-
-function readJson(path: string, what: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    throw invalidInput(`${what} is missing: expected the file ${path}`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    throw invalidInput(`${path} is not valid JSON (${(error as Error).message})`);
-  }
-}
-
-function asObject(value: unknown, path: string): Record<string, unknown> {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw invalidInput(`${path} must hold a JSON object`);
-  }
-  return value as Record<string, unknown>;
-}
-
-/** The first of several spellings (snake_case as written by Python-era tools, camelCase by fit()) that is present. */
-function pick(object: Record<string, unknown>, ...names: string[]): unknown {
-  for (const name of names) if (object[name] !== undefined) return object[name];
-  return undefined;
-}
-
-function finiteOrNull(value: unknown): number | null {
-  return typeof value === 'number' && Number.isFinite(value) ? value : null;
-}
-
-function stringList(value: unknown, path: string, key: string): string[] {
-  if (!Array.isArray(value) || value.some((item) => typeof item !== 'string')) {
-    throw invalidInput(`${path}: '${key}' must be a list of case ids`);
-  }
-  return value as string[];
-}
-
-/** Splits one CSV line; the files we read have no quoted commas except in quoted cells, which this handles. */
-export function parseCsvLine(line: string): string[] {
-  const cells: string[] = [];
-  let cell = '';
-  let quoted = false;
-  for (let i = 0; i < line.length; i++) {
-    const char = line[i];
-    if (quoted) {
-      if (char === '"' && line[i + 1] === '"') {
-        cell += '"';
-        i++;
-      } else if (char === '"') quoted = false;
-      else cell += char;
-    } else if (char === '"') quoted = true;
-    else if (char === ',') {
-      cells.push(cell);
-      cell = '';
-    } else cell += char;
-  }
-  cells.push(cell);
-  return cells;
-}
-
-function readCsv(path: string): { header: string[]; rows: string[][] } {
-  const lines = readFileSync(path, 'utf8')
-    .split(/\r?\n/)
-    .filter((line) => line.trim() !== '');
-  if (lines.length === 0) throw invalidInput(`${path} is empty: expected a header line`);
-  return { header: parseCsvLine(lines[0]).map((h) => h.trim()), rows: lines.slice(1).map(parseCsvLine) };
-}
-
-export function readMetricsCsv(path: string): EpochRow[] {
-  if (!existsSync(path)) throw invalidInput(`metrics.csv is missing: expected the file ${path}`);
-  const { header, rows } = readCsv(path);
-  const missing = METRIC_COLUMNS.filter((column) => !header.includes(column));
-  if (missing.length > 0) {
-    throw invalidInput(`${path} lacks the column(s) ${missing.join(', ')}; expected ${METRIC_COLUMNS.join(',')}`);
-  }
-  return rows.map((cells, rowIndex) => {
-    const row = {} as EpochRow;
-    for (const column of METRIC_COLUMNS) {
-      const text = cells[header.indexOf(column)];
-      const value = text === undefined || text.trim() === '' ? Number.NaN : Number(text);
-      if (Number.isNaN(value) && text !== undefined && text.trim().toLowerCase() !== 'nan' && text.trim() !== '') {
-        throw invalidInput(`${path} line ${rowIndex + 2}: ${column} is '${text}', expected a number`);
-      }
-      row[column] = value;
-    }
-    return row;
-  });
 }
 
 function summaryFromMetrics(metrics: EpochRow[]): RunSummary {
@@ -176,19 +105,20 @@ function summaryFromMetrics(metrics: EpochRow[]): RunSummary {
   };
 }
 
-function readSummary(path: string, metrics: EpochRow[]): { summary: RunSummary; fromFile: boolean } {
-  if (!existsSync(path)) return { summary: summaryFromMetrics(metrics), fromFile: false };
-  const object = asObject(readJson(path, 'training_summary.json'), path);
+function readSummary(runDir: string, metrics: EpochRow[]): { summary: RunSummary; fromFile: boolean } {
+  const file = readTrainingSummary(runDir);
   const derived = summaryFromMetrics(metrics);
-  const number = (value: unknown, fallback: number) => finiteOrNull(value) ?? fallback;
+  if (!file) return { summary: derived, fromFile: false };
+  // A run that an error stopped has no best epoch of its own: that part comes from metrics.csv.
+  if (!('runDir' in file)) return { fromFile: true, summary: { ...derived, stopReason: file.stopReason, seconds: file.seconds } };
   return {
     fromFile: true,
     summary: {
-      bestEpoch: number(pick(object, 'bestEpoch', 'best_epoch'), derived.bestEpoch),
-      bestValMaeGy: number(pick(object, 'bestValMaeGy', 'best_val_mae_gy'), derived.bestValMaeGy),
-      epochsRun: number(pick(object, 'epochsRun', 'epochs_run'), derived.epochsRun),
-      stopReason: String(pick(object, 'stopReason', 'stop_reason') ?? derived.stopReason),
-      seconds: number(pick(object, 'seconds', 'time_seconds', 'training_seconds', 'elapsed_seconds'), derived.seconds),
+      bestEpoch: file.bestEpoch > 0 ? file.bestEpoch : derived.bestEpoch,
+      bestValMaeGy: file.bestValMaeGy ?? derived.bestValMaeGy,
+      epochsRun: file.epochsRun,
+      stopReason: file.stopReason,
+      seconds: file.seconds,
     },
   };
 }
@@ -201,17 +131,9 @@ function numberRecord(value: unknown): Record<string, number> {
   return record;
 }
 
-function numberList(value: unknown, where: string): number[] {
-  if (!Array.isArray(value) || value.some((item) => typeof item !== 'number')) {
-    throw invalidInput(`${where} must be a list of numbers`);
-  }
-  return value as number[];
-}
-
 /** Every number of a nested object as flat "a.b.c" keys (as in cases.csv and summary.json). */
 function flattenNumbers(value: unknown, prefix: string, into: Record<string, number>): Record<string, number> {
   if (typeof value === 'number') into[prefix] = value;
-  else if (value === null && prefix) into[prefix] = Number.NaN; // NaN is written as null
   else if (value && typeof value === 'object' && !Array.isArray(value)) {
     for (const [key, item] of Object.entries(value)) flattenNumbers(item, prefix ? `${prefix}.${key}` : key, into);
   }
@@ -221,86 +143,49 @@ function flattenNumbers(value: unknown, prefix: string, into: Record<string, num
 /** At most this many points per DVH curve in the figures (the files hold 0.1 Gy bins). */
 const DVH_FIGURE_POINTS = 400;
 
-/**
- * Reads one `evaluation/<case>.json` as `vmat-native evaluate` writes it: {case_id, mae_gy: {body, all, <PTV>…},
- * rmse_gy, gamma: {"3%/3mm": {pass_rate_pct, …}, …}, dvh: {ref: {<structure>: {Dmean, …}}, pred: {…}},
- * dvh_curves: {<structure>: {bin_gy, ref: [fraction], pred: [fraction]}}, constraints: [{name, unit, limit, ref,
- * pred, refPass, predPass}]}.
- */
+/** One `evaluation/<case>.json` as the figures and the report show it: flat metrics, DVH curves in %, thinned. */
 export function readCaseEvaluation(path: string): CaseEvaluation {
-  const object = asObject(readJson(path, 'a case evaluation'), path);
-  const caseId = object.case_id;
-  if (typeof caseId !== 'string') throw invalidInput(`${path} has no 'case_id' string`);
+  const file = readCaseEvaluationFile(path);
   const metrics: Record<string, number> = {};
-  for (const key of ['mae_gy', 'rmse_gy', 'gamma']) flattenNumbers(object[key], key, metrics);
-
-  const dvhObject = object.dvh === undefined ? { ref: {}, pred: {} } : asObject(object.dvh, `${path} 'dvh'`);
-  const refMetrics = asObject(dvhObject.ref ?? {}, `${path} dvh.ref`);
-  const predMetrics = asObject(dvhObject.pred ?? {}, `${path} dvh.pred`);
-  const curves = object.dvh_curves === undefined ? {} : asObject(object.dvh_curves, `${path} 'dvh_curves'`);
-  const structures = [...new Set([...Object.keys(refMetrics), ...Object.keys(curves)])];
+  for (const key of ['mae_gy', 'rmse_gy', 'gamma'] as const) flattenNumbers(file[key], key, metrics);
+  const structures = [...new Set([...Object.keys(file.dvh.ref), ...Object.keys(file.dvh_curves)])];
   const dvh: StructureDvh[] = structures.map((structure) => {
     let curve: DvhCurve | null = null;
-    if (curves[structure] !== undefined) {
-      const where = `${path} dvh_curves.${structure}`;
-      const item = asObject(curves[structure], where);
-      const bin = finiteOrNull(item.bin_gy);
-      const ref = numberList(item.ref, `${where}.ref`);
-      const pred = numberList(item.pred, `${where}.pred`);
-      if (bin === null || !(bin > 0)) throw invalidInput(`${where}.bin_gy must be a positive number of Gy`);
-      const length = Math.max(ref.length, pred.length);
+    const item = file.dvh_curves[structure];
+    if (item !== undefined) {
+      const length = Math.max(item.ref.length, item.pred.length);
       const step = Math.max(1, Math.ceil(length / DVH_FIGURE_POINTS));
       curve = { doseGy: [], referenceVolumePct: [], predictionVolumePct: [] };
       // Past its last bin a cumulative DVH is 0.
       for (let i = 0; i < length; i += step) {
-        curve.doseGy.push(i * bin);
-        curve.referenceVolumePct.push(100 * (ref[i] ?? 0));
-        curve.predictionVolumePct.push(100 * (pred[i] ?? 0));
+        curve.doseGy.push(i * item.bin_gy);
+        curve.referenceVolumePct.push(100 * (item.ref[i] ?? 0));
+        curve.predictionVolumePct.push(100 * (item.pred[i] ?? 0));
       }
     }
-    return { structure, reference: numberRecord(refMetrics[structure]), prediction: numberRecord(predMetrics[structure]), curve };
+    return { structure, reference: numberRecord(file.dvh.ref[structure]), prediction: numberRecord(file.dvh.pred[structure]), curve };
   });
-
-  const constraintList = object.constraints ?? [];
-  if (!Array.isArray(constraintList)) throw invalidInput(`${path}: 'constraints' must be a list`);
-  const constraints: ConstraintRow[] = constraintList.map((entry, index) => {
-    const item = asObject(entry, `${path} constraints[${index}]`);
-    const bool = (value: unknown) => (typeof value === 'boolean' ? value : null);
-    return {
-      name: String(item.name ?? `constraint ${index + 1}`),
-      limit: finiteOrNull(item.limit),
-      unit: typeof item.unit === 'string' ? item.unit : '',
-      reference: finiteOrNull(item.ref),
-      prediction: finiteOrNull(item.pred),
-      referencePass: bool(item.refPass),
-      predictionPass: bool(item.predPass),
-    };
-  });
-  return { caseId, metrics, dvh, constraints };
+  const constraints: ConstraintRow[] = file.constraints.map((item) => ({
+    name: item.name,
+    limit: item.limit,
+    unit: item.unit,
+    reference: item.ref,
+    prediction: item.pred,
+    referencePass: item.refPass,
+    predictionPass: item.predPass,
+  }));
+  return { caseId: file.case_id, metrics, dvh, constraints };
 }
 
 function readEvaluation(runDir: string): RunEvaluation | null {
-  const dir = join(runDir, 'evaluation');
+  const dir = runPaths(runDir).evaluation;
   if (!existsSync(dir) || !statSync(dir).isDirectory()) return null;
-  const caseFiles = readdirSync(dir)
-    .filter((name) => name.endsWith('.json') && name !== 'summary.json')
-    .sort();
-  const cases = caseFiles.map((name) => readCaseEvaluation(join(dir, name)));
-  const casesCsv = join(dir, 'cases.csv');
-  const summaryPath = join(dir, 'summary.json');
+  const cases = listCaseEvaluations(dir).map(readCaseEvaluation);
   const summary: RunEvaluation['summary'] = {};
-  if (existsSync(summaryPath)) {
-    const object = asObject(readJson(summaryPath, 'evaluation/summary.json'), summaryPath);
-    const metrics = asObject(object.metrics ?? object, summaryPath);
-    for (const [key, value] of Object.entries(metrics)) {
-      if (value && typeof value === 'object') {
-        const mean = finiteOrNull((value as Record<string, unknown>).mean);
-        const sd = finiteOrNull(pick(value as Record<string, unknown>, 'sd', 'std'));
-        if (mean !== null) summary[key] = { mean, sd: sd ?? Number.NaN };
-      }
-    }
+  for (const [key, { mean, sd }] of Object.entries(readEvaluationSummary(dir)?.metrics ?? {})) {
+    if (Number.isFinite(mean)) summary[key] = { mean, sd };
   }
-  return { cases, casesTable: existsSync(casesCsv) ? readCsv(casesCsv) : null, summary };
+  return { cases, casesTable: readCasesCsv(dir), summary };
 }
 
 /** Reads a run folder; a folder that is not one is a user error naming what is missing. */
@@ -309,36 +194,24 @@ export function readRunFolder(path: string): RunFolder {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw invalidInput(`run folder ${path} does not exist: expected a folder written by 'vmat-native train'`);
   }
-  const written = asObject(readJson(join(dir, 'training_config.json'), `training_config.json of ${path}`), join(dir, 'training_config.json'));
-  // fit() writes the settings under "settings" beside what it derived (split sizes, parameter count, device).
-  const { settings, ...derived } = written;
-  const config = settings && typeof settings === 'object' && !Array.isArray(settings) ? { ...(settings as Record<string, unknown>), ...derived } : written;
-  const metrics = readMetricsCsv(join(dir, 'metrics.csv'));
-  const { summary, fromFile } = readSummary(join(dir, 'training_summary.json'), metrics);
-  const environmentPath = join(dir, 'environment.json');
-  const environment = existsSync(environmentPath) ? asObject(readJson(environmentPath, 'environment.json'), environmentPath) : null;
-  const splitPath = join(dir, 'split.json');
-  let split: RunFolder['split'] = null;
-  if (existsSync(splitPath)) {
-    const object = asObject(readJson(splitPath, 'split.json'), splitPath);
-    split = {
-      train: stringList(object.train, splitPath, 'train'),
-      val: stringList(object.val, splitPath, 'val'),
-      test: stringList(object.test, splitPath, 'test'),
-    };
-  }
-  const testPath = join(dir, 'test_cases.json');
-  let testCases: RunFolder['testCases'] = null;
-  if (existsSync(testPath)) {
-    const object = asObject(readJson(testPath, 'test_cases.json'), testPath);
-    testCases = {
-      testCases: stringList(pick(object, 'test_cases', 'testCases'), testPath, 'test_cases'),
-      testFiles: stringList(pick(object, 'test_files', 'testFiles') ?? [], testPath, 'test_files'),
-      seed: finiteOrNull(object.seed),
-    };
-  }
-  const name = typeof pick(config, 'expName', 'exp_name') === 'string' ? String(pick(config, 'expName', 'exp_name')) : basename(dir);
-  return { dir, name, config, environment, split, testCases, metrics, summary, summaryFromFile: fromFile, evaluation: readEvaluation(dir) };
+  const { settings, ...derived } = readTrainingConfig(dir);
+  const config: Record<string, unknown> = { ...settings, ...derived };
+  const metrics = readMetrics(dir);
+  const { summary, fromFile } = readSummary(dir, metrics);
+  const split = readSplit(dir);
+  const testCases = readTestCases(dir);
+  return {
+    dir,
+    name: settings.expName || basename(dir),
+    config,
+    environment: readEnvironment(dir),
+    split: split && { train: split.train, val: split.val, test: split.test },
+    testCases: testCases && { testCases: testCases.test_cases, testFiles: testCases.test_files, seed: testCases.seed },
+    metrics,
+    summary,
+    summaryFromFile: fromFile,
+    evaluation: readEvaluation(dir),
+  };
 }
 
 /** The headline test metrics of a run's evaluation (mean over test cases), or null where it has none. */
@@ -363,8 +236,6 @@ export function headlineTestMetrics(run: RunFolder): { maeGy: number | null; mae
 export const TEST_MAE_KEY = 'mae_gy.body';
 export const GAMMA_KEY = 'gamma.3%/3mm.pass_rate_pct';
 
-/** Where `evaluate RUN` writes the test cases' predictions. */
-export const PREDICTIONS_DIR = join('evaluation', 'predictions');
 
 /**
  * The reference case file (from test_cases.json, relative to the run's data folder) and the prediction
@@ -376,6 +247,6 @@ export function caseVolumePaths(run: RunFolder, caseId: string): { reference: st
   const named = index >= 0 ? run.testCases?.testFiles[index] : undefined;
   const candidates = [named, `${caseId}.npz`].filter((file): file is string => typeof file === 'string');
   const reference = candidates.map((file) => (isAbsolute(file) ? file : resolve(dataDir, file))).find((path) => existsSync(path)) ?? null;
-  const prediction = join(run.dir, PREDICTIONS_DIR, `${caseId}_pred.npz`);
+  const prediction = evaluationPaths(runPaths(run.dir).evaluation).predictionFile(caseId);
   return { reference, prediction: existsSync(prediction) ? prediction : null };
 }

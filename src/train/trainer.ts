@@ -1,9 +1,10 @@
 /**
- * `fit()`: the run folder (spec/training.md), the split, the cases loaded into memory, and the native training
- * engine (native/src/trainer.cpp) running off the event loop with its events written to log.jsonl and metrics.csv.
+ * `fit()`: the run folder (spec/training.md, written through src/run/), the split, the cases loaded into memory, and
+ * the native training engine (native/src/trainer.cpp) running off the event loop with its events written to
+ * log.jsonl and metrics.csv.
  */
 import { existsSync } from 'node:fs';
-import { appendFile, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
@@ -14,81 +15,37 @@ import { buildModelInput } from '../data/inputs.js';
 import { splitDataset, type DatasetSplit } from '../data/split.js';
 import { mapStructures, structureKey } from '../data/structures.js';
 import { invalidInput, VmatError } from '../errors.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import type { NativeTrainCase } from '../native/addon.js';
 import { callNative } from '../native/call.js';
 import { loadNative } from '../native/loader.js';
+import { CONSTRAINT_SLOTS } from '../predict/predict.js';
+import {
+  appendLogEvent,
+  appendMetricsRow,
+  createRunFolder,
+  readSplit,
+  readTrainingConfig,
+  RUN_FILES,
+  runPaths,
+  truncateMetrics,
+  writeEnvironment,
+  writeMetrics,
+  writeSplit,
+  writeTestCases,
+  writeTrainingConfig,
+  writeTrainingSummary,
+  type EnvironmentFile,
+  type FinishedSummary,
+  type GitState,
+  type MetricsRow,
+  type TrainingConfigFile,
+} from '../run/index.js';
 import { runtimeReport } from '../runtime.js';
 import { VERSION } from '../version.js';
+import type { EpochEvent, StopReason, TrainEvent } from './events.js';
+import { nativeTrainSettings } from './native-settings.js';
 
-export type StopReason = 'max_epochs' | 'early_stop' | 'aborted';
-
-export interface StartEvent {
-  type: 'start';
-  parameters: number;
-  device: string;
-  precision: string;
-  stepsPerEpoch: number;
-  trainCases: number;
-  valCases: number;
-  startEpoch: number;
-  startStep: number;
-}
-export interface StepEvent {
-  type: 'step';
-  epoch: number;
-  epochs: number;
-  step: number;
-  steps: number;
-  loss: number;
-  lr: number;
-  voxelsPerSecond: number;
-  etaSeconds: number;
-}
-export interface EpochEvent {
-  type: 'epoch';
-  epoch: number;
-  epochs: number;
-  lr: number;
-  trainLoss: number;
-  trainMse: number;
-  trainGrad: number;
-  trainNeg: number;
-  valLoss: number;
-  valMaeGy: number;
-  valMaePtv70Gy: number | null;
-  epochSeconds: number;
-  voxelsPerSecond: number;
-  /** Fraction of the training steps' time spent waiting for the patch loader (device idle for want of data). */
-  dataWaitFraction: number;
-  improved: boolean;
-  bestEpoch: number;
-  bestValMaeGy: number;
-}
-export interface CheckpointEvent {
-  type: 'checkpoint';
-  kind: 'best' | 'last';
-  path: string;
-  epoch: number;
-  valMaeGy?: number;
-  step?: number;
-}
-/** Validation of one whole case, after each epoch. */
-export interface ValidateEvent {
-  type: 'validate';
-  epoch: number;
-  case: string;
-  index: number;
-  of: number;
-}
-/** Loading progress (before the native engine starts). */
-export interface LoadEvent {
-  type: 'load';
-  case: string;
-  index: number;
-  of: number;
-  warnings: string[];
-}
-export type TrainEvent = LoadEvent | StartEvent | StepEvent | ValidateEvent | EpochEvent | CheckpointEvent;
+export type * from './events.js';
 
 export interface FitOptions {
   onProgress?: (event: TrainEvent) => void;
@@ -99,46 +56,28 @@ export interface FitOptions {
   overwrite?: boolean;
 }
 
-export interface FitResult {
-  runDir: string;
-  bestCheckpoint: string | null;
-  bestEpoch: number;
-  bestValMaeGy: number | null;
-  epochsRun: number;
-  stopReason: StopReason;
-  seconds: number;
+/** What a run ended with (training_summary.json holds it, with the time it finished). */
+export type FitResult = Omit<FinishedSummary, 'finishedAt'>;
+
+/** The metrics.csv row of an epoch. */
+function metricsRow(event: EpochEvent): MetricsRow {
+  return {
+    epoch: event.epoch,
+    lr: event.lr,
+    train_loss: event.trainLoss,
+    train_mse: event.trainMse,
+    train_grad: event.trainGrad,
+    train_neg: event.trainNeg,
+    val_loss: event.valLoss,
+    val_mae_gy: event.valMaeGy,
+    val_mae_ptv70_gy: event.valMaePtv70Gy ?? Number.NaN,
+    epoch_seconds: event.epochSeconds,
+    voxels_per_second: event.voxelsPerSecond,
+  };
 }
-
-export const METRICS_COLUMNS = [
-  'epoch',
-  'lr',
-  'train_loss',
-  'train_mse',
-  'train_grad',
-  'train_neg',
-  'val_loss',
-  'val_mae_gy',
-  'val_mae_ptv70_gy',
-  'epoch_seconds',
-  'voxels_per_second',
-] as const;
-
-interface NativeTrainCase {
-  id: string;
-  input: Float32Array;
-  shape: [number, number, number, number];
-  dose: Float32Array;
-  body: Uint8Array;
-  ptv70?: Uint8Array;
-  constraints: Float32Array;
-}
-
-const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
-
-const writeAtomic = (path: string, text: string) => writeFileAtomic(path, text, { overwrite: true });
 
 /** The git commit (and dirty flag) of the folder, where it is a git work tree. */
-function gitState(dir: string): { commit: string; dirty: boolean } | null {
+function gitState(dir: string): GitState | null {
   try {
     const run = (args: string[]) => execFileSync('git', ['-C', dir, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).trim();
     const commit = run(['rev-parse', 'HEAD']);
@@ -171,9 +110,10 @@ export class Trainer {
     const train = await load(split.train, split.files.train);
     const val = await load(split.val, split.files.val);
 
-    const femur = (name: string) => settings.structures.findIndex((s) => structureKey(s) === structureKey(name));
-    const [left, right] = [femur('Femur_L'), femur('Femur_R')];
-    const swap = left >= 0 && right >= 0;
+    // The x flip of the patch sampler swaps left and right structures' channels (channel 0 is the CT).
+    const channel = (name: string) => settings.structures.findIndex((s) => structureKey(s) === structureKey(name));
+    const [left, right] = [channel('Femur_L'), channel('Femur_R')];
+    const leftRightPairs: [number, number][] = left >= 0 && right >= 0 ? [[1 + left, 1 + right]] : [];
     let summary: FitResult;
     try {
       const result = options.signal?.aborted
@@ -182,14 +122,14 @@ export class Trainer {
             (native) =>
               loadNative().trainModel(
                 { train, val },
-                {
-                  ...settings,
-                  femurLeftChannel: swap ? 1 + left : -1,
-                  femurRightChannel: swap ? 1 + right : -1,
-                  checkpointDir: join(runDir, 'checkpoints'),
+                nativeTrainSettings(settings, {
+                  // data.md's constraint vector; a case whose vector has another length is refused, naming it.
+                  condDim: CONSTRAINT_SLOTS.length,
+                  leftRightPairs,
+                  checkpointDir: runPaths(runDir).checkpoints,
                   resume: options.resume === true,
                   checkpointMetadata: this.checkpointMetadata(settings),
-                },
+                }),
                 native,
               ),
             { onProgress: (event) => void emit(event), signal: options.signal, threads: settings.threads || undefined },
@@ -207,14 +147,15 @@ export class Trainer {
     } catch (error) {
       await emit.flush();
       if (error instanceof VmatError && (error.code === 'VMAT_NOT_FINITE' || error.code === 'VMAT_OUT_OF_MEMORY')) {
-        await writeAtomic(
-          join(runDir, 'training_summary.json'),
-          json({ stopReason: error.code === 'VMAT_NOT_FINITE' ? 'not_finite' : 'out_of_memory', error: error.message, seconds: (Date.now() - started) / 1000 }),
-        );
+        await writeTrainingSummary(runDir, {
+          stopReason: error.code === 'VMAT_NOT_FINITE' ? 'not_finite' : 'out_of_memory',
+          error: error.message,
+          seconds: (Date.now() - started) / 1000,
+        });
       }
       throw error;
     }
-    await writeAtomic(join(runDir, 'training_summary.json'), json({ ...summary, finishedAt: new Date().toISOString() }));
+    await writeTrainingSummary(runDir, { ...summary, finishedAt: new Date().toISOString() });
     return summary;
   }
 
@@ -261,13 +202,12 @@ export class Trainer {
     const exists = existsSync(runDir);
     if (options.resume && options.overwrite) throw invalidInput('--resume and --overwrite exclude each other: continue the run or replace it');
     if (options.resume) {
-      const configPath = join(runDir, 'training_config.json');
-      if (!existsSync(configPath)) throw invalidInput(`cannot resume ${runDir}: it has no training_config.json (start it without --resume)`);
-      const saved = JSON.parse(await readFile(configPath, 'utf8')) as { settings: Record<string, unknown> };
+      if (!existsSync(runPaths(runDir).trainingConfig)) throw invalidInput(`cannot resume ${runDir}: it has no ${RUN_FILES.trainingConfig} (start it without --resume)`);
+      const saved = readTrainingConfig(runDir);
       // The saved settings, with the fields the caller gave explicitly on top (e.g. more epochs, another device).
       const explicit = Object.fromEntries(Object.entries(input).filter(([, value]) => value !== undefined));
       const settings = parseTrainConfig({ ...saved.settings, ...explicit, inChannels: undefined });
-      await this.writeConfig(runDir, settings, null);
+      await this.writeConfig(runDir, settings, {});
       return settings;
     }
     if (exists) {
@@ -275,27 +215,26 @@ export class Trainer {
         throw invalidInput(`the run folder ${runDir} already exists: pass --resume to continue it or --overwrite to replace it (or choose another --exp-name)`);
       }
       const entries = await readdir(runDir);
-      if (entries.length > 0 && !entries.includes('training_config.json')) {
-        throw invalidInput(`${runDir} exists and is not a run folder (no training_config.json): it is not replaced; choose another --exp-name or --log-dir`);
+      if (entries.length > 0 && !entries.includes(RUN_FILES.trainingConfig)) {
+        throw invalidInput(`${runDir} exists and is not a run folder (no ${RUN_FILES.trainingConfig}): it is not replaced; choose another --exp-name or --log-dir`);
       }
       await rm(runDir, { recursive: true, force: true });
     }
-    await mkdir(join(runDir, 'checkpoints'), { recursive: true });
-    await writeFile(join(runDir, 'metrics.csv'), `${METRICS_COLUMNS.join(',')}\n`);
-    await this.writeConfig(runDir, given, null);
-    await writeAtomic(join(runDir, 'environment.json'), json(this.environment(given)));
+    await createRunFolder(runDir);
+    await writeMetrics(runDir, []);
+    await this.writeConfig(runDir, given, {});
+    await writeEnvironment(runDir, this.environment(given));
     return given;
   }
 
-  private async writeConfig(runDir: string, settings: TrainConfig, extra: Record<string, unknown> | null): Promise<void> {
-    const path = join(runDir, 'training_config.json');
-    let previous: Record<string, unknown> = {};
-    if (existsSync(path)) previous = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
-    const { settings: _old, ...rest } = previous;
-    await writeAtomic(path, json({ ...rest, ...extra, settings, dataDir: resolve(settings.dataDir) }));
+  /** training_config.json: the settings, with what was derived before (split sizes, parameters) kept and `extra` on top. */
+  private async writeConfig(runDir: string, settings: TrainConfig, extra: Partial<TrainingConfigFile>): Promise<void> {
+    const previous = existsSync(runPaths(runDir).trainingConfig) ? readTrainingConfig(runDir) : undefined;
+    const { settings: _settings, ...rest } = previous ?? {};
+    await writeTrainingConfig(runDir, { ...rest, ...extra, settings, dataDir: resolve(settings.dataDir) });
   }
 
-  private environment(settings: TrainConfig): Record<string, unknown> {
+  private environment(settings: TrainConfig): EnvironmentFile {
     const runtime = runtimeReport();
     return {
       startedAt: new Date().toISOString(),
@@ -321,11 +260,11 @@ export class Trainer {
 
   /** The split: computed and written on a fresh run, read back on resume (so the test cases never change). */
   private async resolveSplit(runDir: string, settings: TrainConfig, resume: boolean): Promise<DatasetSplit> {
-    const path = join(runDir, 'split.json');
-    if (resume && existsSync(path)) return JSON.parse(await readFile(path, 'utf8')) as DatasetSplit;
+    const saved = resume ? readSplit(runDir) : null;
+    if (saved) return saved;
     const split = await splitDataset(settings.dataDir, { valSplit: settings.valSplit, testSplit: settings.testSplit, seed: settings.seed });
-    await writeAtomic(path, json(split));
-    await writeAtomic(join(runDir, 'test_cases.json'), json({ test_cases: split.test, test_files: split.files.test, seed: split.seed }));
+    await writeSplit(runDir, split);
+    await writeTestCases(runDir, { test_cases: split.test, test_files: split.files.test, seed: split.seed });
     await this.writeConfig(runDir, settings, {
       splitSizes: { train: split.train.length, val: split.val.length, test: split.test.length },
     });
@@ -337,27 +276,13 @@ export class Trainer {
     let chain: Promise<void> = Promise.resolve();
     let failure: unknown;
     const write = async (event: TrainEvent) => {
-      await appendFile(join(runDir, 'log.jsonl'), `${JSON.stringify(event)}\n`);
+      await appendLogEvent(runDir, event);
       if (event.type === 'start') {
-        await this.writeConfig(runDir, (await this.readSettings(runDir))!, { parameters: event.parameters, device: event.device, precision: event.precision });
-        await this.truncateMetrics(runDir, event.startEpoch);
+        await this.writeConfig(runDir, readTrainingConfig(runDir).settings, { parameters: event.parameters, device: event.device, precision: event.precision });
+        // On resume, rows of epochs that the checkpoint does not include are dropped (they are computed again).
+        await truncateMetrics(runDir, event.startEpoch);
       }
-      if (event.type === 'epoch') {
-        const row = [
-          event.epoch,
-          event.lr,
-          event.trainLoss,
-          event.trainMse,
-          event.trainGrad,
-          event.trainNeg,
-          event.valLoss,
-          event.valMaeGy,
-          event.valMaePtv70Gy ?? '',
-          event.epochSeconds,
-          event.voxelsPerSecond,
-        ];
-        await appendFile(join(runDir, 'metrics.csv'), `${row.join(',')}\n`);
-      }
+      if (event.type === 'epoch') await appendMetricsRow(runDir, metricsRow(event));
     };
     const sink = (event: TrainEvent) => {
       chain = chain.then(() => write(event)).catch((error) => void (failure ??= error));
@@ -369,19 +294,6 @@ export class Trainer {
       if (failure) throw failure;
     };
     return sink;
-  }
-
-  private async readSettings(runDir: string): Promise<TrainConfig | undefined> {
-    const saved = JSON.parse(await readFile(join(runDir, 'training_config.json'), 'utf8')) as { settings?: TrainConfig };
-    return saved.settings;
-  }
-
-  /** On resume, rows of epochs that the checkpoint does not include are dropped (they are computed again). */
-  private async truncateMetrics(runDir: string, firstEpochToRun: number): Promise<void> {
-    const path = join(runDir, 'metrics.csv');
-    const lines = (await readFile(path, 'utf8')).split('\n').filter((line) => line.length > 0);
-    const kept = [lines[0], ...lines.slice(1).filter((line) => Number(line.split(',')[0]) < firstEpochToRun)];
-    await writeAtomic(path, `${kept.join('\n')}\n`);
   }
 }
 

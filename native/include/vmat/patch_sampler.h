@@ -21,7 +21,7 @@ struct TrainingCase {
   std::string id;
   at::Tensor input;        // [C, Z, Y, X] float32: normalised CT + SDF channels
   at::Tensor dose;         // [Z, Y, X] float32, Gy
-  at::Tensor constraints;  // [13] float32
+  at::Tensor constraints;  // [cond_dim] float32: the conditioning (constraint) vector
   at::Tensor body;         // [Z, Y, X] uint8 (validation metrics)
   at::Tensor ptv70;        // [Z, Y, X] uint8, undefined when the case has no PTV70 (validation metrics)
 };
@@ -30,7 +30,7 @@ struct TrainingCase {
 struct SamplingCase {
   at::Tensor input;                 // [C, Z', Y', X'] contiguous float32, Z' >= patch ...
   at::Tensor dose;                  // [Z', Y', X'] contiguous float32, dose / normalisation dose
-  at::Tensor constraints;           // [13]
+  at::Tensor constraints;           // [cond_dim]
   std::vector<int32_t> hot_voxels;  // flat indices with dose > hot_threshold
 };
 
@@ -45,8 +45,8 @@ struct PatchSamplerOptions {
   double flip_probability = 0.5;
   double shift_probability = 0.5;
   int64_t max_shift = 16;
-  int femur_left_channel = -1;   // input channels swapped by the x flip (-1: none)
-  int femur_right_channel = -1;
+  // Pairs of input channels that swap under the x flip (left and right structures, e.g. the femoral heads).
+  std::vector<std::array<int64_t, 2>> left_right_pairs;
   int workers = 2;
   // Page-locked batches, for training on CUDA: their host-to-device copies run asynchronously (non_blocking) instead
   // of blocking the training thread. Needs a libtorch with CUDA.
@@ -56,7 +56,7 @@ struct PatchSamplerOptions {
 struct PatchBatch {
   at::Tensor input;        // [B, C, p, p, p]
   at::Tensor dose;         // [B, 1, p, p, p]
-  at::Tensor constraints;  // [B, 13]
+  at::Tensor constraints;  // [B, cond_dim]
 };
 
 // Where and how one patch is cut: the window origin in the padded volume, the translation, the flip.

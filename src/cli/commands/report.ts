@@ -1,11 +1,11 @@
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 
 import type { Command } from 'commander';
 
 import { buildRunFigures } from '../../figures/index.js';
 import { reportHtml } from '../../report/html.js';
 import { readRunFolder } from '../../report/run-folder.js';
+import { runPaths } from '../../run/index.js';
 import { note } from '../output.js';
 
 export function register(program: Command): void {
@@ -17,7 +17,7 @@ export function register(program: Command): void {
     .action(async (runPath: string, options: { case?: string }) => {
       const run = readRunFolder(runPath);
       const { figures, skipped } = await buildRunFigures(run, { caseId: options.case });
-      const path = join(run.dir, 'report.html');
+      const path = runPaths(run.dir).report;
       writeFileSync(path, reportHtml({ run, figures, skipped }));
       process.stdout.write(`${path}\n`);
       for (const reason of skipped) note(`  not shown: ${reason}`);

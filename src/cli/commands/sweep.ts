@@ -5,11 +5,11 @@ import type { Command } from 'commander';
 
 import { parseTrainConfig, type TrainConfigInput } from '../../config/schema.js';
 import { invalidInput } from '../../errors.js';
+import { evaluateRun, evaluationProgressLine } from '../../eval/run.js';
 import { comparisonText } from '../../report/compare.js';
 import { publishRuns } from '../../report/publish.js';
 import { Trainer } from '../../train/trainer.js';
 import { note } from '../output.js';
-import { evaluateRun } from './evaluate.js';
 import { addTrainFlags, progressPrinter, trainConfigFromFlags } from './train.js';
 
 /** `0.05,0.1,0.2` → the values and the text each run is named with (`<exp>_w0.05`). */
@@ -69,7 +69,13 @@ export function register(program: Command): void {
         }
         if (checked.testSplit > 0) {
           note(`evaluating the test cases of ${expName}`);
-          await evaluateRun(runDirs[runDirs.length - 1]!, { device: checked.device, overwrite }, checked.threads || undefined);
+          const evaluated = await evaluateRun(runDirs[runDirs.length - 1]!, {
+            device: checked.device,
+            overwrite,
+            threads: checked.threads || undefined,
+            onProgress: (event) => note(evaluationProgressLine(event)),
+          });
+          note(`${expName}: test MAE body ${(evaluated.summary['mae_gy.body']?.mean ?? NaN).toFixed(3)} Gy over ${evaluated.cases.length} case(s), written to ${evaluated.outDir}`);
         }
       }
     } finally {

@@ -1,0 +1,127 @@
+/**
+ * The layout of a run folder (spec/training.md): every file and folder name, in one place. The trainer writes it,
+ * evaluation adds evaluation/, figures and report add figures/ and report.html; all of them find their paths here.
+ *
+ * RUN/
+ *   training_config.json     every setting used, the data folder, split sizes, parameter count, device, precision
+ *   split.json               train/val/test case ids and files, seed
+ *   test_cases.json          {test_cases, test_files, seed}
+ *   environment.json         versions, device, threads, git state of the data and code folders, start time
+ *   metrics.csv              one row per epoch (METRICS_COLUMNS)
+ *   training_summary.json    best epoch, best val MAE, epochs run, stop reason, time (or the error that stopped it)
+ *   log.jsonl                one training event per line
+ *   checkpoints/             last.safetensors, best-epoch=012-val_mae_gy=3.670.safetensors, each + .state.safetensors
+ *   evaluation/              <case>.json, cases.csv, summary.json, predictions/<case>_pred.npz
+ *   figures/                 <figure>.png and .svg
+ *   report.html
+ */
+import { join } from 'node:path';
+
+export const RUN_FILES = {
+  trainingConfig: 'training_config.json',
+  split: 'split.json',
+  testCases: 'test_cases.json',
+  environment: 'environment.json',
+  metrics: 'metrics.csv',
+  summary: 'training_summary.json',
+  log: 'log.jsonl',
+  checkpoints: 'checkpoints',
+  evaluation: 'evaluation',
+  figures: 'figures',
+  report: 'report.html',
+} as const;
+
+/** The columns of metrics.csv, in the order training.md lists them. */
+export const METRICS_COLUMNS = [
+  'epoch',
+  'lr',
+  'train_loss',
+  'train_mse',
+  'train_grad',
+  'train_neg',
+  'val_loss',
+  'val_mae_gy',
+  'val_mae_ptv70_gy',
+  'epoch_seconds',
+  'voxels_per_second',
+] as const;
+export type MetricColumn = (typeof METRICS_COLUMNS)[number];
+
+/**
+ * checkpoints/: the native engine writes them (native/src/trainer.cpp, best_checkpoint_name), with these names.
+ * Each checkpoint has its training state beside it (`<name>.state.safetensors`) for an exact resume.
+ */
+export const CHECKPOINT_FILES = {
+  last: 'last.safetensors',
+  stateSuffix: '.state.safetensors',
+  /** best-epoch=012-val_mae_gy=3.670.safetensors: the epoch and the validation MAE (Gy, 3 decimals) */
+  best: /^best-epoch=(\d+)-val_mae_gy=(\d+(?:\.\d+)?)\.safetensors$/,
+} as const;
+
+/** evaluation/ (also any folder `evaluate --pred --ref --out` writes to). */
+export const EVALUATION_FILES = {
+  cases: 'cases.csv',
+  summary: 'summary.json',
+  predictions: 'predictions',
+  caseFile: (caseId: string) => `${caseId}.json`,
+  predictionFile: (caseId: string) => `${caseId}_pred.npz`,
+} as const;
+
+export interface RunPaths {
+  dir: string;
+  trainingConfig: string;
+  split: string;
+  testCases: string;
+  environment: string;
+  metrics: string;
+  summary: string;
+  log: string;
+  checkpoints: string;
+  lastCheckpoint: string;
+  evaluation: string;
+  predictions: string;
+  figures: string;
+  report: string;
+}
+
+/** Every path of the run folder `dir`. */
+export function runPaths(dir: string): RunPaths {
+  const evaluation = join(dir, RUN_FILES.evaluation);
+  return {
+    dir,
+    trainingConfig: join(dir, RUN_FILES.trainingConfig),
+    split: join(dir, RUN_FILES.split),
+    testCases: join(dir, RUN_FILES.testCases),
+    environment: join(dir, RUN_FILES.environment),
+    metrics: join(dir, RUN_FILES.metrics),
+    summary: join(dir, RUN_FILES.summary),
+    log: join(dir, RUN_FILES.log),
+    checkpoints: join(dir, RUN_FILES.checkpoints),
+    lastCheckpoint: join(dir, RUN_FILES.checkpoints, CHECKPOINT_FILES.last),
+    evaluation,
+    predictions: join(evaluation, EVALUATION_FILES.predictions),
+    figures: join(dir, RUN_FILES.figures),
+    report: join(dir, RUN_FILES.report),
+  };
+}
+
+export interface EvaluationPaths {
+  dir: string;
+  cases: string;
+  summary: string;
+  predictions: string;
+  caseFile(caseId: string): string;
+  predictionFile(caseId: string): string;
+}
+
+/** The paths of an evaluation folder (RUN/evaluation, or another `--out`). */
+export function evaluationPaths(dir: string): EvaluationPaths {
+  return {
+    dir,
+    cases: join(dir, EVALUATION_FILES.cases),
+    summary: join(dir, EVALUATION_FILES.summary),
+    predictions: join(dir, EVALUATION_FILES.predictions),
+    caseFile: (caseId) => join(dir, EVALUATION_FILES.caseFile(caseId)),
+    predictionFile: (caseId) => join(dir, EVALUATION_FILES.predictions, EVALUATION_FILES.predictionFile(caseId)),
+  };
+}

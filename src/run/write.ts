@@ -1,0 +1,104 @@
+/**
+ * Typed writers of the run-folder files, each file written whole through src/io/atomic.ts (a reader or a killed
+ * process sees the old file or the new one). The one exception is log.jsonl, which is appended line by line: a
+ * whole-file rewrite per event would be quadratic, and an append cannot lose the lines before it (readLog leaves out
+ * an incomplete last line).
+ *
+ * The writers replace what is there: whether a user's file may be replaced (`--overwrite`) is decided by the caller
+ * before anything is written.
+ */
+import { appendFile, mkdir, readFile } from 'node:fs/promises';
+
+import { flattenEvaluation } from '../eval/evaluate.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import type { TrainEvent } from '../train/events.js';
+import type {
+  CaseEvaluationFile,
+  EnvironmentFile,
+  EvaluationSummaryFile,
+  MetricsRow,
+  SplitFile,
+  TestCasesFile,
+  TrainingConfigFile,
+  TrainingSummaryFile,
+} from './files.js';
+import { evaluationPaths, METRICS_COLUMNS, runPaths } from './layout.js';
+
+/** JSON as the run files hold it (NaN and ±Infinity have no JSON spelling: JSON.stringify writes them as null). */
+export const runJson = (value: unknown): string => `${JSON.stringify(value, null, 2)}\n`;
+
+const replace = (path: string, text: string) => writeFileAtomic(path, text, { overwrite: true });
+
+/** The folder and its checkpoints/ folder. */
+export async function createRunFolder(runDir: string): Promise<void> {
+  await mkdir(runPaths(runDir).checkpoints, { recursive: true });
+}
+
+export const writeTrainingConfig = (runDir: string, file: TrainingConfigFile) => replace(runPaths(runDir).trainingConfig, runJson(file));
+export const writeSplit = (runDir: string, file: SplitFile) => replace(runPaths(runDir).split, runJson(file));
+export const writeTestCases = (runDir: string, file: TestCasesFile) => replace(runPaths(runDir).testCases, runJson(file));
+export const writeEnvironment = (runDir: string, file: EnvironmentFile) => replace(runPaths(runDir).environment, runJson(file));
+export const writeTrainingSummary = (runDir: string, file: TrainingSummaryFile) => replace(runPaths(runDir).summary, runJson(file));
+
+/** One metrics.csv line: numbers as JavaScript prints them, NaN as an empty cell. */
+function metricsLine(row: MetricsRow): string {
+  return METRICS_COLUMNS.map((column) => (Number.isNaN(row[column]) ? '' : String(row[column]))).join(',');
+}
+
+/** metrics.csv with these rows (none: the header only). */
+export async function writeMetrics(runDir: string, rows: MetricsRow[]): Promise<void> {
+  await replace(runPaths(runDir).metrics, [METRICS_COLUMNS.join(','), ...rows.map(metricsLine)].map((line) => `${line}\n`).join(''));
+}
+
+/** Adds one epoch's row to metrics.csv (the rows before it are kept as they are). */
+export async function appendMetricsRow(runDir: string, row: MetricsRow): Promise<void> {
+  const path = runPaths(runDir).metrics;
+  await replace(path, `${await readFile(path, 'utf8')}${metricsLine(row)}\n`);
+}
+
+/** Drops the rows of epochs >= `firstEpoch` (on resume they are computed again). */
+export async function truncateMetrics(runDir: string, firstEpoch: number): Promise<void> {
+  const path = runPaths(runDir).metrics;
+  const lines = (await readFile(path, 'utf8')).split('\n').filter((line) => line.length > 0);
+  const kept = [lines[0], ...lines.slice(1).filter((line) => Number(line.split(',')[0]) < firstEpoch)];
+  await replace(path, `${kept.join('\n')}\n`);
+}
+
+/** Appends one event to log.jsonl. */
+export async function appendLogEvent(runDir: string, event: TrainEvent): Promise<void> {
+  await appendFile(runPaths(runDir).log, `${JSON.stringify(event)}\n`);
+}
+
+function csvCell(value: unknown): string {
+  if (typeof value === 'number') return Number.isFinite(value) ? String(value) : '';
+  const text = String(value ?? '');
+  return /[",\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+/** cases.csv: one row per case, one column per metric (the flat keys of summary.json). */
+export function casesCsv(evaluations: CaseEvaluationFile[]): string {
+  const flat = evaluations.map(flattenEvaluation);
+  const columns: string[] = [];
+  for (const row of flat) for (const key of Object.keys(row)) if (!columns.includes(key)) columns.push(key);
+  const lines = [['case_id', ...columns].map(csvCell).join(',')];
+  flat.forEach((row, i) => lines.push([evaluations[i]!.case_id, ...columns.map((key) => row[key])].map(csvCell).join(',')));
+  return `${lines.join('\n')}\n`;
+}
+
+/** evaluation/<case>.json */
+export async function writeCaseEvaluation(evaluationDir: string, evaluation: CaseEvaluationFile): Promise<void> {
+  await mkdir(evaluationDir, { recursive: true });
+  await replace(evaluationPaths(evaluationDir).caseFile(evaluation.case_id), runJson(evaluation));
+}
+
+/** evaluation/cases.csv */
+export async function writeCasesCsv(evaluationDir: string, evaluations: CaseEvaluationFile[]): Promise<void> {
+  await mkdir(evaluationDir, { recursive: true });
+  await replace(evaluationPaths(evaluationDir).cases, casesCsv(evaluations));
+}
+
+/** evaluation/summary.json */
+export async function writeEvaluationSummary(evaluationDir: string, file: EvaluationSummaryFile): Promise<void> {
+  await mkdir(evaluationDir, { recursive: true });
+  await replace(evaluationPaths(evaluationDir).summary, runJson(file));
+}
