@@ -5,6 +5,7 @@ import { register as demo } from './demo.js';
 import { register as evaluate } from './evaluate.js';
 import { register as figures } from './figures.js';
 import { register as gamma } from './gamma.js';
+import { register as importCommand } from './import.js';
 import { register as info } from './info.js';
 import { register as inspect } from './inspect.js';
 import { register as model } from './model.js';
@@ -21,6 +22,7 @@ export const commands: ((program: Command) => void)[] = [
   demo,
   info,
   synth,
+  importCommand,
   validate,
   inspect,
   split,
