@@ -23,6 +23,7 @@ export function register(program: Command): void {
     .option('--device <device>', 'auto, cpu, cuda or cuda:N', 'auto')
     .option('--threads <n>', 'CPU threads of libtorch (0: its default)', '0')
     .option('--constraint <slot=value...>', 'override a constraint slot (name like rectum_v70, or index 0-12); repeatable')
+    .option('--dicom-out <dir>', 'also write each prediction as an RTDOSE <case>_pred.dcm here (cases made by `import dicom`)')
     .option('--overwrite', 'replace existing prediction files')
     .option('--json', 'print the written files as one JSON document')
     .action(async (flags: Record<string, string | string[] | boolean | undefined>) => {
@@ -45,7 +46,8 @@ export function register(program: Command): void {
         threads: threads || undefined,
         constraints,
         overwrite: flags.overwrite === true,
-        onCase: (event) => note(`[${event.index}/${event.of}] ${event.case} → ${event.output} (${event.seconds.toFixed(1)} s)`),
+        dicomOut: flags.dicomOut === undefined ? undefined : String(flags.dicomOut),
+        onCase: (event) => note(`[${event.index}/${event.of}] ${event.case} → ${event.output}${event.dicom ? ` and ${event.dicom}` : ''} (${event.seconds.toFixed(1)} s)`),
       });
       if (flags.json) printJson({ outputs });
       else process.stdout.write(`wrote ${outputs.length} prediction${outputs.length === 1 ? '' : 's'} to ${String(flags.outputDir)}\n`);
