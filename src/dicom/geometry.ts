@@ -47,7 +47,7 @@ export function placementOf(grid: PatientGrid): { origin: Vec3; steps: [Vec3, Ve
  * array axis a, both in the order (z, y, x) of the patient axes, like every other triple of a case file.
  */
 export function caseGeometry(grid: PatientGrid): { originMm: Vec3; direction: number[] } {
-  const zyx = (v: Vec3): Vec3 => [v[2], v[1], v[0]];
+  const zyx = (v: Vec3): Vec3 => [v[2] + 0, v[1] + 0, v[0] + 0]; // + 0 turns the -0 of flipped axes into 0
   return { originMm: zyx(grid.originLps), direction: grid.axesLps.flatMap((axis) => zyx(axis)) };
 }
 

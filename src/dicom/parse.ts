@@ -4,6 +4,8 @@
  * encoding is recognised from the first element). Values are read by the VR the standard gives each tag, so that
  * implicit-VR files (which do not carry VRs) read the same as explicit ones.
  */
+import { inflateRawSync } from 'node:zlib';
+
 import dicomParser, { type DataSet, type Element } from 'dicom-parser';
 
 import { invalidInput } from '../errors.js';
@@ -170,6 +172,7 @@ export function parseDicom(path: string, bytes: Uint8Array, options: ParseOption
     dataSet = dicomParser.parseDicom(input, {
       ...(bare && bare !== EXPLICIT_BIG ? { TransferSyntaxUID: bare } : {}),
       ...(options.untilPixelData ? { untilTag: 'x7fe00010' } : {}),
+      inflater,
     });
   } catch (error) {
     const reason = parserMessage(error);
@@ -178,6 +181,15 @@ export function parseDicom(path: string, bytes: Uint8Array, options: ParseOption
   const transferSyntax = (bare ?? dataSet.string('x00020010') ?? IMPLICIT_LITTLE).replace(/\0/g, '').trim();
   const charset = dataSet.string('x00080005') ?? '';
   return new DicomObject(path, dataSet, transferSyntax, /ISO_IR 192/.test(charset));
+}
+
+/** Deflated explicit VR little endian: the data set after the meta header, inflated (dicom-parser's own needs a Buffer). */
+function inflater(bytes: Uint8Array, position: number): Uint8Array {
+  const inflated = inflateRawSync(bytes.subarray(position));
+  const whole = new Uint8Array(position + inflated.length);
+  whole.set(bytes.subarray(0, position));
+  whole.set(inflated, position);
+  return whole;
 }
 
 function parserMessage(error: unknown): string {

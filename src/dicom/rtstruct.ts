@@ -130,15 +130,22 @@ export async function readStructureSet(
   }
 
   const channels = channelNames(profile);
+  const userMapped = new Set(Object.keys(structureMap).map(structureKey));
   const bodyCandidates = usable.filter((roi) => roi.type === 'EXTERNAL' || match(roi.name) === 'body');
-  const body = bodyCandidates.find((roi) => roi.type === 'EXTERNAL' && match(roi.name) === 'body') ?? bodyCandidates.find((roi) => roi.type === 'EXTERNAL') ?? bodyCandidates[0];
+  const body =
+    bodyCandidates.find((roi) => match(roi.name) === 'body' && userMapped.has(structureKey(roi.name))) ??
+    bodyCandidates.find((roi) => roi.type === 'EXTERNAL' && match(roi.name) === 'body') ??
+    bodyCandidates.find((roi) => roi.type === 'EXTERNAL') ??
+    bodyCandidates[0];
+  // Where several ROIs match one channel: the one the user's map names wins, then the one named like the channel,
+  // then the first.
+  const priority = (roi: Roi, channel: string) => (userMapped.has(structureKey(roi.name)) ? 2 : structureKey(roi.name) === structureKey(channel) ? 1 : 0);
   const byChannel = new Map<string, Roi>();
   for (const roi of usable) {
     const channel = match(roi.name);
     if (roi === body || channel === null || channel === 'body') continue;
     const previous = byChannel.get(channel);
-    // The ROI named exactly like the channel wins over aliases; otherwise the first one.
-    if (!previous || (structureKey(roi.name) === structureKey(channel) && structureKey(previous.name) !== structureKey(channel))) byChannel.set(channel, roi);
+    if (!previous || priority(roi, channel) > priority(previous, channel)) byChannel.set(channel, roi);
   }
   const stored: { roi: Roi; name: string; kept?: boolean }[] = [];
   for (const channel of channels) {

@@ -315,7 +315,7 @@ export function groupCases(files: readonly ScannedFile[]): Grouping {
     if (!pairedSeries.has(series)) skipped.push({ path: series[0]!.path, reason: `CT series ${uid} (${series.length} files, e.g. ${shown(series[0]!.path)}) has no structure set in the folder` });
   }
   const usedPlans = new Set(cases.map((c) => c.plan));
-  for (const plan of plans.values()) if (!usedPlans.has(plan)) skipped.push({ path: plan.path, reason: `${shown(plan.path)}: an RTPLAN whose dose is not in the folder` });
+  for (const plan of plans.values()) if (!usedPlans.has(plan)) skipped.push({ path: plan.path, reason: `${shown(plan.path)}: an RTPLAN that no imported dose refers to` });
 
   cases.sort((a, b) => caseOrder(a).localeCompare(caseOrder(b)));
   return { cases, problems, skipped };
