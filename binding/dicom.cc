@@ -54,7 +54,8 @@ vmat::GridPlacement Placement(const Napi::Value& value, const Napi::Value& shape
 }
 
 // rasterisePolygons(points: Float64Array [N·2], offsets: Int32Array [P+1], slices: Int32Array [P],
-// labels: Int32Array [P], structures, shape [Z,Y,X], options?) → Promise<{ data: Uint8Array, shape }>.
+// labels: Int32Array [P], structures, shape [Z,Y,X], options?) → Promise<{ data: Uint8Array, shape, voxels }>
+// (voxels: the number inside, per structure).
 class RasteriseWorker : public PromiseWorker {
  public:
   explicit RasteriseWorker(const Napi::CallbackInfo& call) : PromiseWorker(call.Env(), "vmat:rasterise", call[6]) {
@@ -76,10 +77,17 @@ class RasteriseWorker : public PromiseWorker {
   void Run() override {
     result_ = vmat::rasterise_polygons(points_, offsets_, slices_, labels_, structures_, shape_, cancel_flag().get());
   }
-  Napi::Value Result(Napi::Env env) override { return vmat::binding::ToJsTensor(env, result_); }
+  Napi::Value Result(Napi::Env env) override {
+    auto object = vmat::binding::ToJsTensor(env, result_.masks);
+    auto voxels = Napi::Array::New(env, result_.voxels.size());
+    for (size_t i = 0; i < result_.voxels.size(); ++i) voxels.Set(static_cast<uint32_t>(i), static_cast<double>(result_.voxels[i]));
+    object.Set("voxels", voxels);
+    return object;
+  }
 
  private:
-  at::Tensor points_, offsets_, slices_, labels_, result_;
+  at::Tensor points_, offsets_, slices_, labels_;
+  vmat::RasterisedMasks result_;
   int64_t structures_ = 0;
   std::array<int64_t, 3> shape_{};
 };

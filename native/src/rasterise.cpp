@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -35,9 +36,9 @@ void edge_crossings(double x0, double y0, double x1, double y1, int64_t rows, st
 
 }  // namespace
 
-at::Tensor rasterise_polygons(const at::Tensor& points_in, const at::Tensor& offsets_in, const at::Tensor& slices_in,
-                              const at::Tensor& labels_in, int64_t structures, std::array<int64_t, 3> shape,
-                              const std::atomic<bool>* cancel) {
+RasterisedMasks rasterise_polygons(const at::Tensor& points_in, const at::Tensor& offsets_in, const at::Tensor& slices_in,
+                                   const at::Tensor& labels_in, int64_t structures, std::array<int64_t, 3> shape,
+                                   const std::atomic<bool>* cancel) {
   require(structures >= 0, "the number of structures must be >= 0");
   require(shape[0] >= 0 && shape[1] >= 0 && shape[2] >= 0, "the grid shape must be 3 sizes >= 0");
   const at::Tensor points = points_in.to(at::kDouble).contiguous();
@@ -62,8 +63,12 @@ at::Tensor rasterise_polygons(const at::Tensor& points_in, const at::Tensor& off
   }
 
   const int64_t Z = shape[0], Y = shape[1], X = shape[2];
-  at::Tensor masks = at::zeros({structures, Z, Y, X}, at::kByte);
+  const size_t bytes = static_cast<size_t>(structures * Z * Y * X);
+  void* memory = std::calloc(std::max<size_t>(bytes, 1), 1);
+  if (!memory) throw Error(ErrorCode::OutOfMemory, "out of host memory for " + std::to_string(bytes) + " bytes of masks");
+  at::Tensor masks = torch::from_blob(memory, {structures, Z, Y, X}, [](void* p) { std::free(p); }, at::TensorOptions().dtype(at::kByte));
   uint8_t* out = masks.data_ptr<uint8_t>();
+  std::vector<int64_t> group_voxels;
 
   // Group the polygons by (structure, slice): each group fills one plane of the output, so groups never race.
   std::vector<int64_t> order;
@@ -79,6 +84,7 @@ at::Tensor rasterise_polygons(const at::Tensor& points_in, const at::Tensor& off
   }
   const int64_t groups = static_cast<int64_t>(group_start.size());
   group_start.push_back(static_cast<int64_t>(order.size()));
+  group_voxels.assign(groups, 0);
 
   std::atomic<bool> cancelled{false};
   at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
@@ -114,11 +120,14 @@ at::Tensor rasterise_polygons(const at::Tensor& points_in, const at::Tensor& off
         if (to <= from) continue;
         uint8_t* row = plane + left.row * X;
         std::fill(row + static_cast<int64_t>(from), row + static_cast<int64_t>(to), uint8_t{1});
+        group_voxels[g] += static_cast<int64_t>(to - from);
       }
     }
   });
   if (cancelled) throw Error(ErrorCode::Cancelled, "the contour rasterisation was cancelled");
-  return masks;
+  RasterisedMasks result{masks, std::vector<int64_t>(structures, 0)};
+  for (int64_t g = 0; g < groups; ++g) result.voxels[label[order[group_start[g]]]] += group_voxels[g];
+  return result;
 }
 
 }  // namespace vmat

@@ -31,7 +31,10 @@ struct Polygons {
     auto starts = at::from_blob(const_cast<int64_t*>(offsets.data()), {static_cast<int64_t>(offsets.size())}, at::kLong);
     auto s = at::from_blob(const_cast<int32_t*>(slices.data()), {static_cast<int64_t>(slices.size())}, at::kInt);
     auto l = at::from_blob(const_cast<int32_t*>(labels.data()), {static_cast<int64_t>(labels.size())}, at::kInt);
-    return vmat::rasterise_polygons(points, starts, s, l, structures, shape, cancel);
+    auto result = vmat::rasterise_polygons(points, starts, s, l, structures, shape, cancel);
+    // The per-structure counts are the masks' sums.
+    for (int64_t i = 0; i < structures; ++i) EXPECT_EQ(result.voxels[i], result.masks[i].sum().item<int64_t>());
+    return result.masks;
   }
 };
 

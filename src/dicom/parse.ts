@@ -29,6 +29,8 @@ const COMPRESSED_NAMES: [string, string][] = [
   ['1.2.840.10008.1.2.5', 'RLE Lossless'],
 ];
 
+const LATIN1 = new TextDecoder('latin1');
+const UTF8 = new TextDecoder('utf-8');
 const VRS = new Set('AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV'.split(' '));
 
 /** The pixel data of a file as stored, before any scaling. */
@@ -68,7 +70,7 @@ export class DicomObject {
     const element = this.dataSet.elements[tag];
     if (!element || element.length === 0) return undefined;
     const bytes = this.dataSet.byteArray.subarray(element.dataOffset, element.dataOffset + element.length);
-    const text = new TextDecoder(this.utf8 ? 'utf-8' : 'latin1').decode(bytes).replace(/[\0 ]+$/, '').replace(/^ +/, '');
+    const text = (this.utf8 ? UTF8 : LATIN1).decode(bytes).replace(/[\0 ]+$/, '').replace(/^ +/, '');
     return text === '' ? undefined : text;
   }
 
@@ -118,10 +120,7 @@ export class DicomObject {
   private raw(tag: string): string | undefined {
     const element = this.dataSet.elements[tag];
     if (!element || element.length === 0) return undefined;
-    const bytes = this.dataSet.byteArray.subarray(element.dataOffset, element.dataOffset + element.length);
-    let text = '';
-    for (let i = 0; i < bytes.length; i++) text += String.fromCharCode(bytes[i]!);
-    return text;
+    return LATIN1.decode(this.dataSet.byteArray.subarray(element.dataOffset, element.dataOffset + element.length));
   }
 }
 

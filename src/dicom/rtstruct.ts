@@ -14,7 +14,7 @@ import { invalidInput } from '../errors.js';
 import { callNative, type CallOptions } from '../native/call.js';
 import { loadNative } from '../native/loader.js';
 import { channelNames, structureMatcher, type SiteProfile } from '../sites/profile.js';
-import { indexOf, type PatientGrid, type Vec3 } from './geometry.js';
+import type { PatientGrid } from './geometry.js';
 import { parseDicom, type DicomObject } from './parse.js';
 
 export interface StructureSetMasks {
@@ -171,22 +171,29 @@ export async function readStructureSet(
   // Polygons in voxel index units of the grid, each on the slice nearest its plane.
   const labelled = [...stored.map((s) => s.roi), ...(body ? [body] : [])];
   const [Z] = grid.shape;
-  const xy: number[] = [];
+  const polygons: Float64Array[] = [];
   const offsets: number[] = [0];
   const slices: number[] = [];
   const labels: number[] = [];
+  // Patient position → voxel index: index_a = (p − origin) · axis_a / spacing_a.
+  const [o0, o1, o2] = grid.originLps;
+  const [ak, aj, ai] = grid.axesLps.map((axis, a) => axis.map((v) => v / grid.spacingMm[a]!));
   labelled.forEach((roi, label) => {
-    const planes = new Map<number, { k: number; polygons: number[][] }>();
+    const planes = new Map<number, { k: number; polygons: Float64Array[] }>();
     let skew = 0;
     for (const contour of roi.contours) {
-      const polygon: number[] = [];
+      const polygon = new Float64Array((contour.length / 3) * 2);
       let kMin = Infinity;
       let kMax = -Infinity;
-      for (let p = 0; p < contour.length; p += 3) {
-        const [k, j, i] = indexOf(grid, [contour[p]!, contour[p + 1]!, contour[p + 2]!] as Vec3);
-        kMin = Math.min(kMin, k);
-        kMax = Math.max(kMax, k);
-        polygon.push(i, j);
+      for (let p = 0, q = 0; p < contour.length; p += 3, q += 2) {
+        const x = contour[p]! - o0;
+        const y = contour[p + 1]! - o1;
+        const z = contour[p + 2]! - o2;
+        const k = x * ak![0]! + y * ak![1]! + z * ak![2]!;
+        if (k < kMin) kMin = k;
+        if (k > kMax) kMax = k;
+        polygon[q] = x * ai![0]! + y * ai![1]! + z * ai![2]!;
+        polygon[q + 1] = x * aj![0]! + y * aj![1]! + z * aj![2]!;
       }
       if (kMax - kMin > PLANARITY_VOXELS) {
         skew++;
@@ -198,7 +205,7 @@ export async function readStructureSet(
       planes.get(key)!.polygons.push(polygon);
     }
     if (skew > 0) problems.push(`${name}: ROI '${roi.name}' has ${skew} contour${skew > 1 ? 's' : ''} that do not lie in a CT slice plane, left out`);
-    const nearest = new Map<number, { k: number; polygons: number[][] }>();
+    const nearest = new Map<number, { k: number; polygons: Float64Array[] }>();
     let outside = 0;
     let unused = 0;
     for (const plane of planes.values()) {
@@ -219,22 +226,24 @@ export async function readStructureSet(
     if (unused > 0) notes.push(`ROI '${roi.name}': ${unused} contour plane${unused > 1 ? 's' : ''} between CT slices not used (each slice takes the plane nearest to it)`);
     for (const [slice, plane] of nearest) {
       for (const polygon of plane.polygons) {
-        for (const v of polygon) xy.push(v);
-        offsets.push(xy.length / 2);
+        polygons.push(polygon);
+        offsets.push(offsets.at(-1)! + polygon.length / 2);
         slices.push(slice);
         labels.push(label);
       }
     }
   });
 
+  const xy = new Float64Array(offsets.at(-1)! * 2);
+  polygons.forEach((polygon, p) => xy.set(polygon, offsets[p]! * 2));
   const shape = grid.shape;
   const voxels = shape[0] * shape[1] * shape[2];
-  const result = await callNative<{ data: Uint8Array }>(
-    (native) => loadNative().dicom.rasterisePolygons(Float64Array.from(xy), Int32Array.from(offsets), Int32Array.from(slices), Int32Array.from(labels), labelled.length, [...shape], native),
+  const result = await callNative<{ data: Uint8Array; voxels: number[] }>(
+    (native) => loadNative().dicom.rasterisePolygons(xy, Int32Array.from(offsets), Int32Array.from(slices), Int32Array.from(labels), labelled.length, [...shape], native),
     options,
   );
   for (let s = 0; s < stored.length; s++) {
-    if (!result.data.subarray(s * voxels, (s + 1) * voxels).some((v) => v !== 0)) {
+    if (result.voxels[s] === 0) {
       problems.push(`${name}: ROI '${stored[s]!.roi.name}' covers no voxel centre of the CT grid; it is kept as an empty structure`);
     }
   }

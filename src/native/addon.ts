@@ -144,7 +144,7 @@ export interface NativeAddon {
   };
   /** binding/dicom.cc: DICOM-RT kernels (native/include/vmat/rasterise.h, resample.h). */
   dicom: {
-    /** Masks [structures, Z, Y, X] of polygons given in voxel index units (x = column, y = row) on their slices. */
+    /** Masks [structures, Z, Y, X] of polygons given in voxel index units (x = column, y = row) on their slices, and the voxels inside per structure. */
     rasterisePolygons(
       points: Float64Array,
       offsets: Int32Array,
@@ -153,7 +153,7 @@ export interface NativeAddon {
       structures: number,
       shape: number[],
       options: NativeCallOptions,
-    ): Promise<NativeTensor<Uint8Array>>;
+    ): Promise<NativeTensor<Uint8Array> & { voxels: number[] }>;
     /** `source` on one placed grid, trilinearly at the voxel centres of another; `outside` beyond the source. */
     resampleTrilinear(
       source: Float32Array,

@@ -5,6 +5,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <vector>
 
 namespace vmat {
 
@@ -21,10 +22,15 @@ namespace vmat {
 // edge when the edge's lower end is at or below the row and its upper end above it (a vertex on the line counts
 // once; horizontal edges never); a centre exactly on a crossing counts as right of it, so a centre on a left
 // boundary is inside and one on a right boundary is not.
-// Structures and slices are done in parallel (at::parallel_for); cancel, when set, stops the work with
+// Structures and slices are done in parallel (at::parallel_for); the output starts as untouched zero pages
+// (calloc), so only the planes with contours cost memory writes. cancel, when set, stops the work with
 // ErrorCode::Cancelled.
-at::Tensor rasterise_polygons(const at::Tensor& points, const at::Tensor& offsets, const at::Tensor& slices,
-                              const at::Tensor& labels, int64_t structures, std::array<int64_t, 3> shape,
-                              const std::atomic<bool>* cancel = nullptr);
+struct RasterisedMasks {
+  at::Tensor masks;             // uint8 [structures, Z, Y, X]
+  std::vector<int64_t> voxels;  // voxels inside, per structure
+};
+RasterisedMasks rasterise_polygons(const at::Tensor& points, const at::Tensor& offsets, const at::Tensor& slices,
+                                   const at::Tensor& labels, int64_t structures, std::array<int64_t, 3> shape,
+                                   const std::atomic<bool>* cancel = nullptr);
 
 }  // namespace vmat
