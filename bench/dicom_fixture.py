@@ -5,22 +5,18 @@ grid. Made once into OUT (kept between runs).
 
     dicom_fixture.py OUT
 """
+import importlib.util
 import os
 import subprocess
 import sys
 
 import numpy as np
 
-
-def write_mha(path, array, origin, spacing, etype):
-    z, y, x = array.shape
-    header = (f'ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n'
-              f'Offset = {origin[0]} {origin[1]} {origin[2]}\nTransformMatrix = 1 0 0 0 1 0 0 0 1\n'
-              f'ElementSpacing = {spacing[0]} {spacing[1]} {spacing[2]}\nDimSize = {x} {y} {z}\n'
-              f'ElementType = {etype}\nElementDataFile = LOCAL\n')
-    with open(path, 'wb') as f:
-        f.write(header.encode())
-        f.write(np.ascontiguousarray(array).tobytes())
+# The MetaImage writer of the tests' fixtures.
+_spec = importlib.util.spec_from_file_location('dicom_fixtures', os.path.join(os.path.dirname(__file__), '..', 'test', 'dicom-fixtures.py'))
+fixtures = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fixtures)
+write_mha = fixtures.write_mha
 
 
 def main():

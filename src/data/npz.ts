@@ -221,6 +221,8 @@ function hex(value: number): string {
 export interface WriteNpzOptions {
   /** Deflate the entries (np.savez_compressed); default true. */
   compress?: boolean;
+  /** zlib level 1-9 of the deflated entries; default 6 (np.savez_compressed's) */
+  level?: number;
   /** Replace an existing file; without it an existing file is an error. */
   overwrite?: boolean;
 }
@@ -238,7 +240,7 @@ export async function writeNpz(path: string, arrays: [string, WritableNpyArray][
     // Every entry is deflated at once on zlib's thread pool, while this thread computes the CRCs.
     const entries = arrays.map(([key, array]) => {
       const chunks = encodeNpy(array, `'${key}'`);
-      const body = compress ? deflateChunks(chunks) : Promise.resolve(chunks);
+      const body = compress ? deflateChunks(chunks, options.level ?? DEFLATE_LEVEL) : Promise.resolve(chunks);
       body.catch(() => undefined); // awaited below, in order; an early failure must not go unhandled meanwhile
       return { key, chunks, body };
     });
@@ -275,8 +277,8 @@ export async function writeNpz(path: string, arrays: [string, WritableNpyArray][
 }
 
 /** Raw deflate by Node's zlib (native, several times faster than fflate's, on the libuv thread pool). */
-async function deflateChunks(chunks: Uint8Array[]): Promise<Uint8Array[]> {
-  const deflater = zlib.createDeflateRaw({ level: DEFLATE_LEVEL, chunkSize: 1 << 20 });
+async function deflateChunks(chunks: Uint8Array[], level: number): Promise<Uint8Array[]> {
+  const deflater = zlib.createDeflateRaw({ level, chunkSize: 1 << 20 });
   const out: Uint8Array[] = [];
   deflater.on('data', (chunk: Buffer) => out.push(chunk));
   const done = new Promise<void>((resolve, reject) => {

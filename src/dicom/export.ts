@@ -11,6 +11,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { VERSION } from '../version.js';
 import { readCtSeries } from './ct.js';
 import { axisMapping, cross, dot, gridOfCase, isIdentityMap, mappedGrid, remapVolume, type PatientGrid, type Vec3 } from './geometry.js';
+import { STUDY_ATTRIBUTE_TAGS, studyAttributes, type StudyAttributes } from './parse.js';
 import { groupCases, scanFolder, SOP_CLASS, type CtFile } from './scan.js';
 import { decimalString, newUid, part10Chunks, type DicomElement } from './write.js';
 
@@ -39,8 +40,8 @@ export interface ExportedRtDose {
 
 /** Patient, study and frame of reference of the dose, and the CT axes it is written in. */
 interface Identity {
-  patient: { name: string; id: string; birthDate: string; sex: string };
-  study: { uid: string; id: string; date: string; time: string; accession: string; referringPhysician: string; description: string };
+  attributes: StudyAttributes;
+  studyInstanceUid: string;
   frameOfReferenceUid: string;
   planUid?: string;
   structureSetUid?: string;
@@ -61,17 +62,10 @@ function identityFromMetadata(data: CaseData): Identity {
     );
   }
   const axes = dicom.acquisition_axes_lps;
+  const attributes = Object.fromEntries(Object.keys(STUDY_ATTRIBUTE_TAGS).map((key) => [key, text(dicom[key])])) as StudyAttributes;
   return {
-    patient: { name: text(dicom.patient_name), id: text(dicom.patient_id), birthDate: text(dicom.patient_birth_date), sex: text(dicom.patient_sex) },
-    study: {
-      uid: study,
-      id: text(dicom.study_id),
-      date: text(dicom.study_date),
-      time: text(dicom.study_time),
-      accession: text(dicom.accession_number),
-      referringPhysician: text(dicom.referring_physician_name),
-      description: text(dicom.study_description),
-    },
+    attributes,
+    studyInstanceUid: study,
     frameOfReferenceUid: frame,
     planUid: text(dicom.plan_sop_instance_uid) || undefined,
     structureSetUid: text(dicom.structure_set_sop_instance_uid) || undefined,
@@ -113,19 +107,10 @@ async function identityFromReference(data: CaseData, reference: string): Promise
     const turned = own.axesLps.some((axis, i) => dot(axis, ct.grid.axesLps[i]!) < 1 - 1e-6);
     if (offset > 1e-3 || turned) throw invalidInput(`the case ${data.caseId}'s grid is not where the reference CT is (origins ${offset.toFixed(3)} mm apart${turned ? ', axes turned' : ''})`);
   }
-  const first = ct.first;
   const plan = groupCases(scan.files).cases.find((c) => c.ct[0]!.seriesInstanceUid === files[0]!.seriesInstanceUid && c.plan)?.plan;
   return {
-    patient: { name: first.text('x00100010') ?? '', id: first.text('x00100020') ?? '', birthDate: first.string('x00100030') ?? '', sex: first.string('x00100040') ?? '' },
-    study: {
-      uid: files[0]!.studyInstanceUid,
-      id: first.text('x00200010') ?? '',
-      date: first.string('x00080020') ?? '',
-      time: first.string('x00080030') ?? '',
-      accession: first.text('x00080050') ?? '',
-      referringPhysician: first.text('x00080090') ?? '',
-      description: first.text('x00081030') ?? '',
-    },
+    attributes: studyAttributes(ct.first),
+    studyInstanceUid: files[0]!.studyInstanceUid,
     frameOfReferenceUid: files[0]!.frameOfReferenceUid,
     planUid: text(((data.metadata.dicom ?? {}) as Record<string, unknown>).plan_sop_instance_uid) || plan?.sopInstanceUid,
     acquisitionAxes: ct.acquisitionAxes,
@@ -171,6 +156,7 @@ export async function exportRtDose(data: CaseData, options: ExportRtDoseOptions)
 
   const sopInstanceUid = newUid();
   const seriesInstanceUid = newUid();
+  const a = identity.attributes;
   const created = now();
   const cosines = [...row, ...column].map((v) => decimalString(Math.abs(v) < 1e-12 ? 0 : v));
   const elements: DicomElement[] = [
@@ -179,25 +165,25 @@ export async function exportRtDose(data: CaseData, options: ExportRtDoseOptions)
     { tag: 0x00080013, vr: 'TM', value: created.time },
     { tag: 0x00080016, vr: 'UI', value: SOP_CLASS.rtDose },
     { tag: 0x00080018, vr: 'UI', value: sopInstanceUid },
-    { tag: 0x00080020, vr: 'DA', value: identity.study.date },
+    { tag: 0x00080020, vr: 'DA', value: a.study_date },
     { tag: 0x00080023, vr: 'DA', value: created.date },
-    { tag: 0x00080030, vr: 'TM', value: identity.study.time },
+    { tag: 0x00080030, vr: 'TM', value: a.study_time },
     { tag: 0x00080033, vr: 'TM', value: created.time },
-    { tag: 0x00080050, vr: 'SH', value: identity.study.accession },
+    { tag: 0x00080050, vr: 'SH', value: a.accession_number },
     { tag: 0x00080060, vr: 'CS', value: 'RTDOSE' },
     { tag: 0x00080070, vr: 'LO', value: 'vmat-native' },
-    { tag: 0x00080090, vr: 'PN', value: identity.study.referringPhysician },
-    { tag: 0x00081030, vr: 'LO', value: identity.study.description },
+    { tag: 0x00080090, vr: 'PN', value: a.referring_physician_name },
+    { tag: 0x00081030, vr: 'LO', value: a.study_description },
     { tag: 0x0008103e, vr: 'LO', value: (options.seriesDescription ?? 'vmat-native predicted dose').slice(0, 64) },
-    { tag: 0x00100010, vr: 'PN', value: identity.patient.name },
-    { tag: 0x00100020, vr: 'LO', value: identity.patient.id },
-    { tag: 0x00100030, vr: 'DA', value: identity.patient.birthDate },
-    { tag: 0x00100040, vr: 'CS', value: identity.patient.sex },
+    { tag: 0x00100010, vr: 'PN', value: a.patient_name },
+    { tag: 0x00100020, vr: 'LO', value: a.patient_id },
+    { tag: 0x00100030, vr: 'DA', value: a.patient_birth_date },
+    { tag: 0x00100040, vr: 'CS', value: a.patient_sex },
     { tag: 0x00181020, vr: 'LO', value: `vmat-native ${VERSION}` },
     { tag: 0x00180050, vr: 'DS', value: decimalString(grid.spacingMm[0]) },
-    { tag: 0x0020000d, vr: 'UI', value: identity.study.uid },
+    { tag: 0x0020000d, vr: 'UI', value: identity.studyInstanceUid },
     { tag: 0x0020000e, vr: 'UI', value: seriesInstanceUid },
-    { tag: 0x00200010, vr: 'SH', value: identity.study.id },
+    { tag: 0x00200010, vr: 'SH', value: a.study_id },
     { tag: 0x00200011, vr: 'IS', value: '' },
     { tag: 0x00200013, vr: 'IS', value: '1' },
     { tag: 0x00200032, vr: 'DS', value: grid.originLps.map(decimalString) },
@@ -234,7 +220,7 @@ export async function exportRtDose(data: CaseData, options: ExportRtDoseOptions)
     path: options.out,
     sopInstanceUid,
     seriesInstanceUid,
-    studyInstanceUid: identity.study.uid,
+    studyInstanceUid: identity.studyInstanceUid,
     frameOfReferenceUid: identity.frameOfReferenceUid,
     maxGy: max,
     doseGridScaling: scaling,

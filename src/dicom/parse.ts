@@ -239,3 +239,26 @@ export function decodePixels(pixels: PixelBytes, bitsAllocated: number, signed: 
   if (bitsAllocated === 16) return signed ? new Int16Array(buffer, 0, count) : new Uint16Array(buffer, 0, count);
   return signed ? new Int32Array(buffer, 0, count) : new Uint32Array(buffer, 0, count);
 }
+
+/** The patient and study attributes an RTDOSE repeats from its CT, by their `metadata_json.dicom` keys: tag, and
+ * whether the value is free text (in the file's character set). */
+export const STUDY_ATTRIBUTE_TAGS = {
+  patient_name: ['x00100010', true],
+  patient_id: ['x00100020', true],
+  patient_birth_date: ['x00100030', false],
+  patient_sex: ['x00100040', false],
+  study_id: ['x00200010', true],
+  study_date: ['x00080020', false],
+  study_time: ['x00080030', false],
+  study_description: ['x00081030', true],
+  accession_number: ['x00080050', true],
+  referring_physician_name: ['x00080090', true],
+} as const;
+
+export type StudyAttributes = Record<keyof typeof STUDY_ATTRIBUTE_TAGS, string>;
+
+export function studyAttributes(object: DicomObject): StudyAttributes {
+  return Object.fromEntries(
+    Object.entries(STUDY_ATTRIBUTE_TAGS).map(([key, [tag, free]]) => [key, (free ? object.text(tag) : object.string(tag)) ?? '']),
+  ) as StudyAttributes;
+}

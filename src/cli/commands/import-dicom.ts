@@ -42,7 +42,7 @@ function caseLines(event: ImportedCase | FailedCase): string[] {
     : 'no dose (for prediction only)';
   const rx = Object.entries(event.prescriptionGy).map(([name, gy]) => `${name} ${gy} Gy`).join(', ');
   return [
-    `${event.caseId}  ${event.ctFiles} CT slices ${x}×${y}×${z} at ${mm([...event.spacingMm].reverse())} mm, ${event.structures.length} structures, body ${event.body}, ${dose}; ` +
+    `${event.caseId}  ${event.ctFiles} CT slices, ${z}×${y}×${x} voxels (z, y, x) of ${mm(event.spacingMm)} mm, ${event.structures.length} structures, body ${event.body}, ${dose}; ` +
       `${rx || 'no prescription'}${event.fractions ? ` in ${event.fractions} fractions` : ''} → ${event.path}`,
     `    ROIs: ${mappingText(event.mapping)}`,
     ...event.notes.map((text) => `    note: ${text}`),
