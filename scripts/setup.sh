@@ -2,7 +2,7 @@
 # Installs what is missing and builds everything: system packages (libtorch, compilers), npm packages, the native
 # addon and the TypeScript. A second run finds everything in place and only checks it.
 #   bash scripts/setup.sh          what running vmat-native needs
-#   bash scripts/setup.sh --test   also what the tests need (GoogleTest, NumPy/SciPy/PyTorch references, Chromium,
+#   bash scripts/setup.sh --test   also what the tests need (GoogleTest, NumPy/SciPy/PyTorch/torchvision references, Chromium,
 #                                  plastimatch, dcmtk, pydicom and dicompyler-core for DICOM)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +37,9 @@ if (( want_test_deps )); then
   [[ -f /usr/lib/x86_64-linux-gnu/cmake/GTest/GTestConfig.cmake || -n "$(compgen -G '/usr/lib/*/cmake/GTest/GTestConfig.cmake')" ]] || missing+=(libgtest-dev)
   /usr/bin/python3 -c 'import numpy, scipy' 2>/dev/null || missing+=(python3-numpy python3-scipy)
   /usr/bin/python3 -c 'import torch' 2>/dev/null || missing+=(python3-torch)
+  # the OpenKBP challenge's own evaluation code, the peer of bench/openkbp_scores.sh
+  /usr/bin/python3 -c 'import pandas, more_itertools, tqdm' 2>/dev/null || missing+=(python3-pandas python3-more-itertools python3-tqdm)
+  /usr/bin/python3 -c 'import torchvision' 2>/dev/null || missing+=(python3-torchvision)  # the VGG16 loss reference
   command -v chromium >/dev/null || missing+=(chromium)
   # DICOM-RT references of test/dicom.test.ts: plastimatch writes and rasterises the fixtures, dcmtk re-encodes them,
   # pydicom and dicompyler-core read them.

@@ -21,7 +21,19 @@ export { importDicom, type ImportDicomOptions, type ImportDicomResult, type Impo
 export { exportRtDose, type ExportRtDoseOptions, type ExportedRtDose } from './dicom/export.js';
 export { exportNifti, type ExportNiftiOptions } from './dicom/nifti.js';
 export { gammaIndex, resolveGammaSettings, doseVolumeOf, type DoseVolume, type GammaSettings, type GammaResult, type GammaProgress } from './eval/gamma.js';
-export { evaluateCase, gammaStats, summariseEvaluations, type CaseEvaluation, type EvaluateOptions, type GammaStats } from './eval/evaluate.js';
+export { evaluateCase, gammaStats, summariseEvaluations, summariseOpenKbpEvaluations, type CaseEvaluation, type EvaluateOptions, type GammaStats } from './eval/evaluate.js';
+export {
+  importOpenKbp,
+  readOpenKbpPatient,
+  findOpenKbpPatients,
+  missingOpenKbpFiles,
+  type ImportOpenKbpOptions,
+  type OpenKbpImportResult,
+  type OpenKbpPatient,
+  type OpenKbpPatientResult,
+} from './openkbp/import.js';
+export { openKbpCaseScores, summariseOpenKbp, isOpenKbpCase, type OpenKbpCaseScores, type OpenKbpSummary, type OpenKbpMetric } from './openkbp/scores.js';
+export { OPENKBP_CT_OFFSET, OPENKBP_OARS, OPENKBP_TARGETS, caseIndexOf as openKbpCaseIndex } from './openkbp/layout.js';
 export { doseError, dilateMask, constraintTable, constraintLimits, type ConstraintCheck } from './eval/metrics.js';
 export {
   synthesizeCase,

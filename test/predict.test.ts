@@ -41,7 +41,7 @@ function writeNpy(path: string, array: Parameters<typeof encodeNpy>[0]): void {
 describe('predictCase', () => {
   it('on a one-window volume equals the PyTorch reference network (best checkpoint) × normalisation dose, clamped at 0', async () => {
     const data = tinyCase(7, [32, 32, 32]);
-    const predicted = await predictCase(checkpoint, data, { patchSize: 32, device: 'cpu', threads: 1 });
+    const predicted = await predictCase(checkpoint, data, { patchSize: 32, device: 'cpu', threads: 1, keepOutsideBody: true });
     expect(predicted.dose).toHaveLength(32 ** 3);
 
     const dir = tempDir('vmat-predict-ref-');
@@ -63,6 +63,16 @@ describe('predictCase', () => {
     expect(maxDiff).toBeLessThan(1e-3); // Gy, float32 rounding of two implementations
     expect(Math.min(...predicted.dose!)).toBeGreaterThanOrEqual(0);
     expect(zeros + Math.max(...reference)).toBeGreaterThan(0);
+
+    // By default the dose outside the body is 0, and inside it is the network's.
+    const zeroed = await predictCase(checkpoint, data, { patchSize: 32, device: 'cpu', threads: 1 });
+    let outside = 0;
+    data.body!.forEach((inBody, i) => {
+      expect(zeroed.dose![i]).toBe(inBody ? predicted.dose![i] : 0);
+      if (!inBody && predicted.dose![i]! > 0) outside++;
+    });
+    expect(outside).toBeGreaterThan(0); // the network did put dose outside the body
+    expect([zeroed.metadata.prediction_outside_body, predicted.metadata.prediction_outside_body]).toEqual(['zeroed', 'kept']);
   });
 
   it('overrides constraint slots by name and changes the prediction', async () => {
@@ -91,10 +101,15 @@ describe('vmat-native predict', () => {
     expect(Buffer.from(written.masks).equals(Buffer.from(original.masks))).toBe(true);
     expect(written.dose).toHaveLength(original.dose!.length);
     expect(written.constraints[5]).toBeCloseTo(0.15);
+    expect(written.dose!.every((gy, i) => gy === 0 || original.body![i] === 1)).toBe(true);
+    expect(written.metadata.prediction_outside_body).toBe('zeroed');
 
     const again = runCli(['predict', '--checkpoint', checkpoint, '--input', input, '--output-dir', out, '--patch-size', '16', '--device', 'cpu']);
     expect(again.status).toBe(1);
     expect(again.stderr).toMatch(/already exists; pass --overwrite/);
+    const kept = runCli(['predict', '--checkpoint', checkpoint, '--input', input, '--output-dir', out, '--patch-size', '16', '--device', 'cpu', '--threads', '1', '--keep-outside-body', '--overwrite']);
+    expect(kept.status).toBe(0);
+    expect((await loadCase(join(out, 'case_001_pred.npz'))).metadata.prediction_outside_body).toBe('kept');
   });
 
   it('refuses an unreadable checkpoint or one of another architecture with one sentence, exit 1', () => {

@@ -6,7 +6,7 @@ import { saveCase, type CaseData } from '../src/data/case.js';
 const STRUCTURES = ['PTV70', 'PTV56', 'Prostate', 'Rectum', 'Bladder', 'Femur_L', 'Femur_R', 'Bowel'];
 
 /** A small deterministic generator (mulberry32), so that the cases are the same on every machine. */
-function random(seed: number): () => number {
+export function random(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -10,6 +10,7 @@ import { writeNpz } from './npz.js';
 import type { NpyArray, WritableNpyArray } from './npy.js';
 import { unpickle } from './pickle.js';
 import { CANONICAL_STRUCTURES } from './structures.js';
+import { loadSiteProfile, shippedSites } from '../sites/profile.js';
 
 export interface CaseData {
   caseId: string;
@@ -186,6 +187,16 @@ function describeDtype(array: NpyArray): string {
   return array.dtype === 'str' ? 'unicode strings' : array.dtype === 'object' ? 'pickled objects' : array.dtype;
 }
 
+/**
+ * The length of a format 1 case's constraint vector: the 13 slots of data.md, or, when its metadata names a shipped
+ * site profile (`site`), that profile's conditioning vector; undefined (any length) for a site of the user's own.
+ */
+function constraintSlotsOf(metadata: Record<string, unknown>): number | undefined {
+  const site = metadata.site;
+  if (site === undefined) return CONSTRAINT_SLOTS;
+  return typeof site === 'string' && shippedSites().includes(site) ? loadSiteProfile(site).conditioning.length : undefined;
+}
+
 function caseIdFromPath(path: string): string {
   return basename(path).replace(/\.npz$/i, '');
 }
@@ -216,7 +227,8 @@ function readFormat1(checker: Checker, options: LoadCaseOptions): CaseData | und
 
   const placement = readPlacement(checker);
 
-  const constraintsArray = checker.numeric('constraints', ['float32', 'float64'], [CONSTRAINT_SLOTS], `[${CONSTRAINT_SLOTS}]`);
+  // Its length ([13], or the conditioning vector of the site the metadata names) is checked below, with the metadata.
+  const constraintsArray = checker.numeric('constraints', ['float32', 'float64'], [-1], `[${CONSTRAINT_SLOTS}]`);
   const constraints = constraintsArray ? Float32Array.from(constraintsArray.data as ArrayLike<number>) : undefined;
   if (constraints) checker.finite('constraints', constraints);
 
@@ -239,6 +251,10 @@ function readFormat1(checker: Checker, options: LoadCaseOptions): CaseData | und
         checker.report('metadata_json', 'is not valid JSON', 'a JSON object', (error as Error).message);
       }
     }
+  }
+  const slots = constraintSlotsOf(metadata);
+  if (constraints && (slots === undefined ? constraints.length === 0 : constraints.length !== slots)) {
+    checker.report('constraints', 'has the wrong shape', slots === undefined ? '[C] with C ≥ 1' : `[${slots}]${metadata.site === undefined ? '' : ` (the conditioning vector of the site ${String(metadata.site)})`}`, `[${constraints.length}]`);
   }
   if (checker.problems.length > 0 || !ct || !masks || !names || !spacing || !constraints) return undefined;
   return {
@@ -410,7 +426,8 @@ export async function saveCase(path: string, data: CaseData, options: SaveCaseOp
   check(data.spacingMm.length === 3 && data.spacingMm.every((s) => Number.isFinite(s) && s > 0), 'spacingMm', '3 positive millimetre values', `[${data.spacingMm.join(',')}]`);
   check(data.ct.length === voxels, 'ct', `${voxels} values ([${data.shape.join(',')}])`, `${data.ct.length}`);
   check(data.masks.length === structures * voxels, 'masks', `${structures * voxels} values (${structures} structures × [${data.shape.join(',')}])`, `${data.masks.length}`);
-  check(data.constraints.length === CONSTRAINT_SLOTS, 'constraints', `${CONSTRAINT_SLOTS} values`, `${data.constraints.length}`);
+  const slots = constraintSlotsOf(data.metadata);
+  check(slots === undefined ? data.constraints.length > 0 : data.constraints.length === slots, 'constraints', slots === undefined ? 'at least 1 value' : `${slots} values`, `${data.constraints.length}`);
   if (data.dose) check(data.dose.length === voxels, 'dose', `${voxels} values`, `${data.dose.length}`);
   if (data.body) check(data.body.length === voxels, 'body', `${voxels} values`, `${data.body.length}`);
   if (data.masksSdf) check(data.masksSdf.length === structures * voxels, 'masksSdf', `${structures * voxels} values`, `${data.masksSdf.length}`);
@@ -434,7 +451,7 @@ export async function saveCase(path: string, data: CaseData, options: SaveCaseOp
   if (data.originMm) arrays.push(['origin_mm', { dtype: 'float64', shape: [3], data: Float64Array.from(data.originMm) }]);
   if (data.direction) arrays.push(['direction', { dtype: 'float64', shape: [3, 3], data: Float64Array.from(data.direction) }]);
   arrays.push(
-    ['constraints', { dtype: 'float32', shape: [CONSTRAINT_SLOTS], data: data.constraints }],
+    ['constraints', { dtype: 'float32', shape: [data.constraints.length], data: data.constraints }],
   );
   if (data.body) arrays.push(['body', { dtype: 'uint8', shape: grid, data: data.body }]);
   if (data.masksSdf) arrays.push(['masks_sdf', { dtype: 'float32', shape: [structures, ...grid], data: data.masksSdf }]);

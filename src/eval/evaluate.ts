@@ -8,6 +8,7 @@ import { deriveBodyMask } from '../data/sdf.js';
 import { structureKey } from '../data/structures.js';
 import { invalidInput } from '../errors.js';
 import { doseMetrics, dvhCurve, type DoseMetrics } from '../metrics/dvh.js';
+import { isOpenKbpCase, openKbpCaseScores, summariseOpenKbp, type OpenKbpCaseScores, type OpenKbpSummary } from '../openkbp/scores.js';
 import { doseVolumeOf, gammaIndex, sharedPlacement } from './gamma.js';
 import { constraintTable, dilateMask, doseError, structureMask, type ConstraintCheck } from './metrics.js';
 
@@ -29,6 +30,8 @@ export interface CaseEvaluation {
   dvh_curves: Record<string, { bin_gy: number; ref: number[]; pred: number[] }>;
   constraints: ConstraintCheck[];
   gamma: { '3%/3mm': GammaStats; '2%/2mm': GammaStats; '3%/3mm_ptv': GammaStats };
+  /** the OpenKBP challenge's figures (openkbp/scores.ts), for cases imported from OpenKBP or with `openkbp` */
+  openkbp?: OpenKbpCaseScores;
 }
 
 export interface EvaluateOptions {
@@ -36,6 +39,8 @@ export interface EvaluateOptions {
   signal?: AbortSignal;
   /** "auto" | "cpu" | "cuda" | "cuda:N" for gamma (default auto) */
   device?: string;
+  /** Also the OpenKBP challenge's dose and DVH figures; automatic when the reference was imported from OpenKBP. */
+  openkbp?: boolean;
 }
 
 const DVH_BIN_GY = 0.1;
@@ -132,6 +137,7 @@ export async function evaluateCase(pred: CaseData, ref: CaseData, options: Evalu
       '2%/2mm': gammaStats(gamma2.gamma),
       '3%/3mm_ptv': gammaStats(gamma3.gamma, ptvRegion),
     },
+    ...(options.openkbp || isOpenKbpCase(ref) ? { openkbp: openKbpCaseScores(predDose, ref, body) } : {}),
   };
 }
 
@@ -154,7 +160,17 @@ export function flattenEvaluation(evaluation: CaseEvaluation): Record<string, nu
     if (check.refPass !== null) flat[`constraints.${check.name}.ref_pass`] = check.refPass ? 1 : 0;
     if (check.predPass !== null) flat[`constraints.${check.name}.pred_pass`] = check.predPass ? 1 : 0;
   }
+  if (evaluation.openkbp) {
+    flat['openkbp.dose_error_gy'] = evaluation.openkbp.dose_error_gy;
+    flat['openkbp.dvh_error_gy'] = evaluation.openkbp.dvh_error_gy;
+  }
   return flat;
+}
+
+/** The OpenKBP dose and DVH scores over the evaluations that have the OpenKBP figures, or undefined if none has. */
+export function summariseOpenKbpEvaluations(evaluations: CaseEvaluation[]): OpenKbpSummary | undefined {
+  const scored = evaluations.flatMap((evaluation) => (evaluation.openkbp ? [evaluation.openkbp] : []));
+  return scored.length === 0 ? undefined : summariseOpenKbp(scored);
 }
 
 export interface MetricSummary {

@@ -44,6 +44,12 @@ export interface PredictOptions {
   constraints?: Record<string, number>;
   threads?: number;
   signal?: AbortSignal;
+  /**
+   * Keep the network's dose outside the body (the case's body / possible-dose mask, else the one derived from the
+   * CT). By default it is set to 0 there: no dose is planned outside the patient, and the OpenKBP dose score
+   * counts every Gy of it.
+   */
+  keepOutsideBody?: boolean;
 }
 
 export interface CheckpointModel {
@@ -99,7 +105,7 @@ export function checkpointModel(checkpoint: string): CheckpointModel {
   return { inChannels: config.inChannels, baseChannels: config.baseChannels, structures, normalisationDoseGy };
 }
 
-/** Predicts the dose of a case (Gy, [Z,Y,X]); returns the case with `dose` filled in. */
+/** Predicts the dose of a case (Gy, [Z,Y,X]); returns the case with `dose` (0 outside the body unless `keepOutsideBody`) and `body` filled in. */
 export async function predictCase(checkpoint: string, data: CaseData, options: PredictOptions = {}): Promise<CaseData> {
   const model = checkpointModel(checkpoint);
   const patchSize = options.patchSize ?? 128;
@@ -113,7 +119,7 @@ export async function predictCase(checkpoint: string, data: CaseData, options: P
     if (!Number.isFinite(value)) throw invalidInput(`constraint ${name} must be a number, got ${value}`);
     constraints[constraintSlot(name)] = value;
   }
-  const { input } = await buildModelInput(data, model.structures, { signal: options.signal, threads: options.threads });
+  const { input, body } = await buildModelInput(data, model.structures, { signal: options.signal, threads: options.threads });
   const [z, y, x] = data.shape;
   const native = loadNative();
   const dose = await callNative(
@@ -128,11 +134,19 @@ export async function predictCase(checkpoint: string, data: CaseData, options: P
       ),
     { signal: options.signal, threads: options.threads },
   );
+  if (!options.keepOutsideBody) for (let i = 0; i < body.length; i++) if (!body[i]) dose.data[i] = 0;
   return {
     ...data,
     dose: dose.data,
     constraints,
-    metadata: { ...data.metadata, predicted_from_checkpoint: resolve(checkpoint), prediction_patch_size: patchSize, prediction_overlap: overlap },
+    body,
+    metadata: {
+      ...data.metadata,
+      predicted_from_checkpoint: resolve(checkpoint),
+      prediction_patch_size: patchSize,
+      prediction_overlap: overlap,
+      prediction_outside_body: options.keepOutsideBody ? 'kept' : 'zeroed',
+    },
   };
 }
 
@@ -175,9 +189,8 @@ export async function predictFiles(checkpoint: string, inputs: string[], outDir:
       throw invalidInput(`${inputs[i]} was not imported from DICOM (it records no frame of reference), so --dicom-out cannot place its dose; use \`export dicom --reference DIR\``);
     }
     const predicted = await predictCase(checkpoint, data, options);
-    const body = predicted.body ?? (await buildModelInput(data, [], { signal: options.signal })).body;
     try {
-      await saveCase(outputs[i]!, { ...predicted, body, masksSdf: undefined }, { overwrite: options.overwrite });
+      await saveCase(outputs[i]!, { ...predicted, masksSdf: undefined }, { overwrite: options.overwrite });
     } catch (error) {
       if (error instanceof VmatError) throw error;
       throw new VmatError('VMAT_IO', `cannot write ${outputs[i]}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });

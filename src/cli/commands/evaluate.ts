@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 
 import { loadCase, type CaseData } from '../../data/case.js';
 import { invalidInput } from '../../errors.js';
-import { evaluateCase, flattenEvaluation, summariseEvaluations, type CaseEvaluation } from '../../eval/evaluate.js';
+import { evaluateCase, flattenEvaluation, summariseEvaluations, summariseOpenKbpEvaluations, type CaseEvaluation } from '../../eval/evaluate.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { predictFiles } from '../../predict/predict.js';
 import { note } from '../output.js';
@@ -21,6 +21,7 @@ export interface EvaluateFlags {
   threads?: string;
   overwrite?: boolean;
   json?: boolean;
+  openkbp?: boolean;
 }
 
 function caseFiles(path: string, role: string): string[] {
@@ -130,21 +131,22 @@ async function evaluateInto(
   const evaluations: CaseEvaluation[] = [];
   for (const [index, pair] of pairs.entries()) {
     const [pred, ref]: CaseData[] = await Promise.all([loadCase(pair.predFile), loadCase(pair.refFile)]);
-    const evaluation = await evaluateCase(pred, ref, { threads, device: flags.device });
+    const evaluation = await evaluateCase(pred, ref, { threads, device: flags.device, openkbp: flags.openkbp });
     evaluation.case_id = pair.caseId;
     evaluations.push(evaluation);
     const g = evaluation.gamma['3%/3mm'];
     note(`[${index + 1}/${pairs.length}] ${pair.caseId}: MAE body ${evaluation.mae_gy['body']!.toFixed(3)} Gy, gamma 3%/3mm ${g.pass_rate_pct.toFixed(2)} %`);
   }
   const summary = summariseEvaluations(evaluations);
+  const openkbp = summariseOpenKbpEvaluations(evaluations);
 
   await mkdir(outDir, { recursive: true });
   for (const evaluation of evaluations) await writeAtomically(join(outDir, `${evaluation.case_id}.json`), toJson(evaluation));
   await writeAtomically(join(outDir, 'cases.csv'), casesCsv(evaluations));
-  await writeAtomically(join(outDir, 'summary.json'), toJson({ n_cases: evaluations.length, metrics: summary }));
+  await writeAtomically(join(outDir, 'summary.json'), toJson({ n_cases: evaluations.length, metrics: summary, ...(openkbp ? { openkbp } : {}) }));
 
   if (flags.json) {
-    process.stdout.write(toJson({ cases: evaluations.map(caseSummary), summary, out: outDir }));
+    process.stdout.write(toJson({ cases: evaluations.map(caseSummary), summary, ...(openkbp ? { openkbp } : {}), out: outDir }));
     return;
   }
   const mean = (key: string) => summary[key]?.mean ?? NaN;
@@ -156,6 +158,7 @@ async function evaluateInto(
     `gamma 3%/3mm     ${pm('gamma.3%/3mm.pass_rate_pct', 2)} %`,
     `gamma 2%/2mm     ${pm('gamma.2%/2mm.pass_rate_pct', 2)} %`,
     `gamma 3%/3mm PTV ${pm('gamma.3%/3mm_ptv.pass_rate_pct', 2)} %`,
+    ...(openkbp ? [`OpenKBP dose score ${openkbp.dose_score_gy.toFixed(4)} Gy`, `OpenKBP DVH score  ${openkbp.dvh_score_gy.toFixed(4)} Gy`] : []),
     `written to       ${outDir}`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
@@ -223,6 +226,7 @@ export function register(program: Command): void {
     .option('--threads <n>', 'CPU threads (default: all cores)')
     .option('--overwrite', 'replace existing evaluation files')
     .option('--json', 'print one JSON document')
+    .option('--openkbp', "also the OpenKBP challenge's dose and DVH scores (automatic for cases imported from OpenKBP)")
     .action(async (run: string | undefined, flags: EvaluateFlags) => {
       const threads = flags.threads === undefined ? undefined : Number(flags.threads);
       if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) throw invalidInput(`--threads must be a whole number >= 1, got '${flags.threads}'`);

@@ -6,7 +6,7 @@ import { register as evaluate } from './evaluate.js';
 import { register as exportCommand } from './export.js';
 import { register as figures } from './figures.js';
 import { register as gamma } from './gamma.js';
-import { register as importCommand } from './import.js';
+import { register as importData } from './import.js';
 import { register as info } from './info.js';
 import { register as inspect } from './inspect.js';
 import { register as model } from './model.js';
@@ -23,7 +23,7 @@ export const commands: ((program: Command) => void)[] = [
   demo,
   info,
   synth,
-  importCommand,
+  importData,
   validate,
   inspect,
   split,

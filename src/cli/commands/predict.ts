@@ -24,6 +24,7 @@ export function register(program: Command): void {
     .option('--threads <n>', 'CPU threads of libtorch (0: its default)', '0')
     .option('--constraint <slot=value...>', 'override a constraint slot (name like rectum_v70, or index 0-12); repeatable')
     .option('--dicom-out <dir>', 'also write each prediction as an RTDOSE <case>_pred.dcm here (cases made by `import dicom`)')
+    .option('--keep-outside-body', 'keep the predicted dose outside the body / possible-dose mask (by default it is set to 0 there)')
     .option('--overwrite', 'replace existing prediction files')
     .option('--json', 'print the written files as one JSON document')
     .action(async (flags: Record<string, string | string[] | boolean | undefined>) => {
@@ -45,6 +46,7 @@ export function register(program: Command): void {
         device: String(flags.device),
         threads: threads || undefined,
         constraints,
+        keepOutsideBody: flags.keepOutsideBody === true,
         overwrite: flags.overwrite === true,
         dicomOut: flags.dicomOut === undefined ? undefined : String(flags.dicomOut),
         onCase: (event) => note(`[${event.index}/${event.of}] ${event.case} → ${event.output}${event.dicom ? ` and ${event.dicom}` : ''} (${event.seconds.toFixed(1)} s)`),
