@@ -233,6 +233,15 @@ describe.skipIf(!tools)('import dicom: a plastimatch CT + RTSTRUCT + RTDOSE (+ R
     expect(result.cases[0]!.notes.join(' ')).toMatch(/ROIs 'Couch' and 'Femur_Head_L' both match Femur_L: 'Couch' is used/);
     await expect(importDicom(fixtures.sets.P1!, { out, structureMap: { Couch: 'Table' } })).rejects.toThrow(/sends 'Couch' to 'Table', which is not a structure of the site prostate-sib/);
   });
+
+  it('imports under another site profile: its channels, its conditioning vector', async () => {
+    const result = await importDicom(fixtures.sets.P1!, { out: tempDir('vmat-dicom-hn-'), site: 'head-neck' });
+    const data = await loadCase(result.cases[0]!.path);
+    expect(data.structures.slice(0, 2)).toEqual(['PTV70', 'PTV56']);
+    expect(data.structures).toContain('RECTUM'); // not a head and neck structure: kept under its own name
+    expect(data.constraints).toHaveLength(10);
+    expect(data.metadata).toMatchObject({ site: 'head-neck', prescription_gy: { PTV70: 72, PTV56: 57.6 } });
+  });
 });
 
 describe.skipIf(!tools)('vmat-native import dicom: bad input', () => {
