@@ -11,6 +11,7 @@ Each format 1 case (from `vmat-native synth`) becomes a CT + RTSTRUCT + RTDOSE s
   OUT/variants/<ts>/   P1 re-encoded by dcmconv: implicit VR LE, explicit VR BE, deflated, bare data sets
   OUT/orient/<name>/   P1 turned: prone (HFP), feet first (FFS), oblique (rotated 30 degrees about z)
   OUT/relative/        P1 with a RELATIVE dose (fractions of 70 Gy)
+  OUT/beams/           P1 with its dose as two BEAM doses of half each
   OUT/bad/             one patient per defect, and one good patient
 OUT/fixtures.json lists what was made.
 """
@@ -327,6 +328,23 @@ def bad_inputs(p1, out):
     two.ContourData = list(two.ContourData)[:6]
     two.NumberOfContourPoints = 2
     sequence.append(two)
+    # A contour far beyond the last CT slice, and one 1 mm off a slice that already has its contour (not used).
+    beyond = copy.deepcopy(sequence[0])
+    beyond.ContourData = ds_values([v + 1000 if i % 3 == 2 else v for i, v in enumerate(beyond.ContourData)])
+    sequence.append(beyond)
+    shifted = copy.deepcopy(sequence[0])
+    shifted.ContourData = ds_values([v + 1 if i % 3 == 2 else v for i, v in enumerate(shifted.ContourData)])
+    sequence.append(shifted)
+    # A copy of the bladder drawn in another frame of reference (a registered MR, say).
+    bladder = next(roi for roi in rtss.StructureSetROISequence if roi.ROIName == 'Bladder')
+    other = copy.deepcopy(bladder)
+    other.ROINumber = 98
+    other.ROIName = 'Bladder_MR'
+    other.ReferencedFrameOfReferenceUID = generate_uid()
+    rtss.StructureSetROISequence.append(other)
+    other_contours = copy.deepcopy(next(c for c in rtss.ROIContourSequence if c.ReferencedROINumber == bladder.ROINumber))
+    other_contours.ReferencedROINumber = 98
+    rtss.ROIContourSequence.append(other_contours)
     rtss.save_as(rtss_path)
     with open(f'{out}/notes.dcm', 'w') as f:
         f.write('not a DICOM file\n')
@@ -361,6 +379,16 @@ def main():
         shutil.copytree(p1, folder)
         transform(folder, **kwargs)
         orient[name] = folder
+    # The plan's dose as two BEAM doses of half each, naming the plan: added up on import.
+    beams = relabel(p1, f'{out}/beams/P_BEAMS', 'P_BEAMS')
+    dose_path = files_of(beams, 'dose')[0]
+    ds = pydicom.dcmread(dose_path)
+    ds.DoseSummationType = 'BEAM'
+    ds.DoseGridScaling = ds_values([float(ds.DoseGridScaling) / 2])[0]
+    for n in (1, 2):
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.save_as(f'{beams}/dose_beam{n}.dcm')
+    os.remove(dose_path)
     relative = relabel(p1, f'{out}/relative/P_REL', 'P_REL')
     dose_path = files_of(relative, 'dose')[0]
     ds = pydicom.dcmread(dose_path)
@@ -373,6 +401,7 @@ def main():
         'variants': variants(p1, f'{out}/variants'),
         'orient': orient,
         'relative': f'{out}/relative',
+        'beams': f'{out}/beams',
         'bad': bad_inputs(p1, f'{out}/bad'),
         'dvh': dvhs,
     }

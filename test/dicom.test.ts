@@ -30,6 +30,7 @@ interface Fixtures {
   variants: Record<string, string>;
   orient: Record<string, string>;
   relative: string;
+  beams: string;
   bad: Record<string, string>;
   dvh: Record<string, Record<string, { mean_gy: number; max_gy: number; volume_cc: number; d95_gy: number }>>;
 }
@@ -86,6 +87,7 @@ beforeAll(async () => {
   fixtures = JSON.parse(readFileSync(join(root, 'fx', 'fixtures.json'), 'utf8')) as Fixtures;
   for (const group of [fixtures.sets, fixtures.variants, fixtures.orient, fixtures.bad]) for (const key of Object.keys(group)) group[key] = join(root, group[key]!.replace(/^.*?fx\//, 'fx/'));
   fixtures.relative = join(root, 'fx', 'relative');
+  fixtures.beams = join(root, 'fx', 'beams');
   p1 = await importOne(fixtures.sets.P1!);
 }, 400_000);
 
@@ -224,6 +226,12 @@ describe.skipIf(!tools)('import dicom: a plastimatch CT + RTSTRUCT + RTDOSE (+ R
     expect(maxAbsDiff(data.dose!, p1.dose!)).toBeLessThan(1e-4);
   });
 
+  it('adds up the BEAM doses of one plan', async () => {
+    const result = await importDicom(fixtures.beams, { out: tempDir('vmat-dicom-beams-') });
+    expect(result.cases[0]!.dose).toMatchObject({ files: 2, summationType: 'BEAM (added up)' });
+    expect(maxAbsDiff((await loadCase(result.cases[0]!.path)).dose!, p1.dose!)).toBeLessThan(1e-4);
+  });
+
   it('maps ROIs with a user structure map over the aliases, and refuses a map onto an unknown channel', async () => {
     const out = tempDir('vmat-dicom-map-');
     const result = await importDicom(fixtures.sets.P1!, { out, structureMap: { Couch: 'Femur_L' } });
@@ -262,9 +270,12 @@ describe.skipIf(!tools)('vmat-native import dicom: bad input', () => {
       ['notes.dcm', /notes\.dcm is not a DICOM file \(no DICM marker at byte 128 and no data set at its start\)/],
       ['P_ROIS short', /problem: \S+: ROI 'RECTUM' has 1 contour with fewer than 3 points, left out/],
       ['P_ROIS empty', /problem: \S+: ROI 'Marker_Empty' has no closed contours; it is not imported/],
+      ['P_ROIS frame', /problem: \S+: ROI 'Bladder_MR' is drawn in frame of reference \S+, not the CT's \(\S+\); it is not imported/],
+      ['P_ROIS beyond', /problem: \S+: ROI 'RECTUM' has contours on 1 plane beyond the CT's first or last slice, left out/],
+      ['P_ROIS between', /note: ROI 'RECTUM': 1 contour plane between CT slices not used \(each slice takes the plane nearest to it\)/],
     ];
     for (const [name, pattern] of expected) expect(text, name).toMatch(pattern);
-    expect(result.stderr).toMatch(/imported 2 cases into .*, 6 not imported, .*; 12 problems \(listed above\)/);
+    expect(result.stderr).toMatch(/imported 2 cases into .*, 6 not imported, .*; 14 problems \(listed above\)/);
     expect(readdirSync(out).sort()).toEqual(['P_GOOD.npz', 'P_ROIS.npz']);
     expect(result.stderr).not.toMatch(/internal error|at .*\.js:\d+/);
   });

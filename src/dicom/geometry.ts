@@ -25,16 +25,10 @@ const add = (a: Vec3, b: Vec3): Vec3 => [a[0] + b[0], a[1] + b[1], a[2] + b[2]];
 export const norm = (a: Vec3): number => Math.sqrt(dot(a, a));
 
 /** The patient position of a (possibly fractional) voxel index. */
-export function positionOf(grid: PatientGrid, index: Vec3): Vec3 {
+function positionOf(grid: PatientGrid, index: Vec3): Vec3 {
   let p = grid.originLps;
   for (let a = 0; a < 3; a++) p = add(p, scale(grid.axesLps[a]!, index[a]! * grid.spacingMm[a]!));
   return p;
-}
-
-/** The fractional voxel index (k, j, i) of a patient position (the axes are orthonormal). */
-export function indexOf(grid: PatientGrid, p: Vec3): Vec3 {
-  const d = sub(p, grid.originLps);
-  return [dot(d, grid.axesLps[0]) / grid.spacingMm[0], dot(d, grid.axesLps[1]) / grid.spacingMm[1], dot(d, grid.axesLps[2]) / grid.spacingMm[2]];
 }
 
 /** The grid as the native resampler takes it: origin and one step vector (spacing included) per array axis. */

@@ -10,10 +10,10 @@ import dicomParser, { type DataSet, type Element } from 'dicom-parser';
 
 import { invalidInput } from '../errors.js';
 
-export const IMPLICIT_LITTLE = '1.2.840.10008.1.2';
-export const EXPLICIT_LITTLE = '1.2.840.10008.1.2.1';
-export const DEFLATED_LITTLE = '1.2.840.10008.1.2.1.99';
-export const EXPLICIT_BIG = '1.2.840.10008.1.2.2';
+const IMPLICIT_LITTLE = '1.2.840.10008.1.2';
+const EXPLICIT_LITTLE = '1.2.840.10008.1.2.1';
+const DEFLATED_LITTLE = '1.2.840.10008.1.2.1.99';
+const EXPLICIT_BIG = '1.2.840.10008.1.2.2';
 const NATIVE_SYNTAXES = new Set([IMPLICIT_LITTLE, EXPLICIT_LITTLE, DEFLATED_LITTLE, EXPLICIT_BIG]);
 
 /** Names of the compressed transfer syntaxes met most often, for the message that refuses them. */
@@ -125,7 +125,7 @@ export class DicomObject {
 }
 
 /** (gggg,eeee) for messages. */
-export function tagText(tag: string): string {
+function tagText(tag: string): string {
   return `(${tag.slice(1, 5).toUpperCase()},${tag.slice(5, 9).toUpperCase()})`;
 }
 

@@ -108,7 +108,7 @@ function sequenceBytes(items: readonly DicomElement[][]): Uint8Array {
 }
 
 /** A data set's bytes, elements in tag order (as the standard requires). */
-export function dataSetChunks(elements: readonly DicomElement[]): Uint8Array[] {
+function dataSetChunks(elements: readonly DicomElement[]): Uint8Array[] {
   return [...elements]
     .sort((a, b) => a.tag - b.tag)
     .flatMap((element) => {
@@ -117,7 +117,7 @@ export function dataSetChunks(elements: readonly DicomElement[]): Uint8Array[] {
     });
 }
 
-export const EXPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2.1';
+const EXPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2.1';
 /** This writer's implementation class UID (a fixed 2.25 UUID UID) and version name. */
 const IMPLEMENTATION_CLASS_UID = '2.25.258466386466349131582305519384366431405';
 
