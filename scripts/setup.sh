@@ -2,7 +2,8 @@
 # Installs what is missing and builds everything: system packages (libtorch, compilers), npm packages, the native
 # addon and the TypeScript. A second run finds everything in place and only checks it.
 #   bash scripts/setup.sh          what running vmat-native needs
-#   bash scripts/setup.sh --test   also what the tests need (GoogleTest, NumPy/SciPy/PyTorch/torchvision references, Chromium)
+#   bash scripts/setup.sh --test   also what the tests need (GoogleTest, NumPy/SciPy/PyTorch/torchvision references, Chromium,
+#                                  plastimatch, dcmtk, pydicom and dicompyler-core for DICOM)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +41,12 @@ if (( want_test_deps )); then
   /usr/bin/python3 -c 'import pandas, more_itertools, tqdm' 2>/dev/null || missing+=(python3-pandas python3-more-itertools python3-tqdm)
   /usr/bin/python3 -c 'import torchvision' 2>/dev/null || missing+=(python3-torchvision)  # the VGG16 loss reference
   command -v chromium >/dev/null || missing+=(chromium)
+  # DICOM-RT references of test/dicom.test.ts: plastimatch writes and rasterises the fixtures, dcmtk re-encodes them,
+  # pydicom and dicompyler-core read them.
+  command -v plastimatch >/dev/null || missing+=(plastimatch)
+  command -v dcmconv >/dev/null || missing+=(dcmtk)
+  /usr/bin/python3 -c 'import pydicom' 2>/dev/null || missing+=(python3-pydicom)
+  /usr/bin/python3 -c 'import dicompylercore' 2>/dev/null || missing+=(python3-dicompylercore)
 fi
 
 if (( ${#missing[@]} )); then

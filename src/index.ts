@@ -18,7 +18,10 @@ export { Trainer, type FitOptions, type FitResult, type TrainEvent, type StopRea
 export { nativeTrainSettings, NATIVE_TRAIN_FIELDS, type NativeTrainSettings, type NativeRunSettings } from './train/native-settings.js';
 export { parseTrainConfig, trainConfigSchema, TRAIN_FIELDS, type TrainConfig, type TrainConfigInput } from './config/schema.js';
 export { predictCase, predictFiles, checkpointModel, constraintSlot, CONSTRAINT_SLOTS, type PredictOptions } from './predict/predict.js';
-export { gammaIndex, resolveGammaSettings, type DoseVolume, type GammaSettings, type GammaResult, type GammaProgress } from './eval/gamma.js';
+export { importDicom, type ImportDicomOptions, type ImportDicomResult, type ImportedCase, type FailedCase } from './dicom/import.js';
+export { exportRtDose, type ExportRtDoseOptions, type ExportedRtDose } from './dicom/export.js';
+export { exportNifti, type ExportNiftiOptions } from './dicom/nifti.js';
+export { gammaIndex, resolveGammaSettings, doseVolumeOf, type DoseVolume, type GammaSettings, type GammaResult, type GammaProgress } from './eval/gamma.js';
 export { evaluateCase, gammaStats, summariseEvaluations, summariseOpenKbpEvaluations, type CaseEvaluation, type EvaluateOptions, type GammaStats } from './eval/evaluate.js';
 export {
   importOpenKbp,

@@ -9,7 +9,7 @@ import { structureKey } from '../data/structures.js';
 import { invalidInput } from '../errors.js';
 import { doseMetrics, dvhCurve, type DoseMetrics } from '../metrics/dvh.js';
 import { isOpenKbpCase, openKbpCaseScores, summariseOpenKbp, type OpenKbpCaseScores, type OpenKbpSummary } from '../openkbp/scores.js';
-import { gammaIndex, type DoseVolume } from './gamma.js';
+import { doseVolumeOf, gammaIndex, sharedPlacement } from './gamma.js';
 import { constraintTable, dilateMask, doseError, structureMask, type ConstraintCheck } from './metrics.js';
 
 export interface GammaStats {
@@ -66,22 +66,27 @@ export function gammaStats(gamma: Float32Array, mask?: Uint8Array): GammaStats {
 }
 
 function sameGrid(pred: CaseData, ref: CaseData): boolean {
-  return pred.shape.every((n, a) => n === ref.shape[a]) && pred.spacingMm.every((s, a) => Math.abs(s - ref.spacingMm[a]!) <= 1e-6 * Math.max(1, s));
+  const placed = !pred.originMm || !ref.originMm || pred.originMm.every((o, a) => Math.abs(o - ref.originMm![a]!) <= 1e-3);
+  return placed && pred.shape.every((n, a) => n === ref.shape[a]) && pred.spacingMm.every((s, a) => Math.abs(s - ref.spacingMm[a]!) <= 1e-6 * Math.max(1, s));
 }
 
 const round = (values: Float64Array) => Array.from(values, (v) => Math.round(v * 1e6) / 1e6);
 
 /**
  * Evaluates `pred.dose` against `ref.dose` on the reference's masks and body. Both cases must share one grid
- * (shape and spacing); the reference must hold a dose.
+ * (shape and spacing, and origin where both record one) and frame of reference; the reference must hold a dose.
  */
 export async function evaluateCase(pred: CaseData, ref: CaseData, options: EvaluateOptions = {}): Promise<CaseEvaluation> {
   if (!ref.dose) throw invalidInput(`the reference case ${ref.caseId} holds no dose to evaluate against`);
   if (!pred.dose) throw invalidInput(`the prediction for case ${pred.caseId} holds no dose`);
+  const refVolume = doseVolumeOf(ref, ref.dose);
+  const predVolume = doseVolumeOf(pred, pred.dose);
+  sharedPlacement(refVolume, predVolume); // different frames of reference or axes are refused
   if (!sameGrid(pred, ref)) {
+    const at = (c: CaseData) => (c.originMm ? ` from (${c.originMm.join(', ')}) mm` : '');
     throw invalidInput(
       `the prediction and the reference of case ${ref.caseId} are on different grids: prediction [${pred.shape.join(',')}] at ` +
-        `(${pred.spacingMm.join(', ')}) mm, reference [${ref.shape.join(',')}] at (${ref.spacingMm.join(', ')}) mm`,
+        `(${pred.spacingMm.join(', ')}) mm${at(pred)}, reference [${ref.shape.join(',')}] at (${ref.spacingMm.join(', ')}) mm${at(ref)}`,
     );
   }
   const refDose = ref.dose;
@@ -108,8 +113,6 @@ export async function evaluateCase(pred: CaseData, ref: CaseData, options: Evalu
     curves[name] = { bin_gy: DVH_BIN_GY, ref: round(dvhCurve(refDose, mask, DVH_BIN_GY).volumeFraction), pred: round(dvhCurve(predDose, mask, DVH_BIN_GY).volumeFraction) };
   }
 
-  const refVolume: DoseVolume = { data: refDose, shape: ref.shape, spacingMm: ref.spacingMm };
-  const predVolume: DoseVolume = { data: predDose, shape: pred.shape, spacingMm: pred.spacingMm };
   const call = { threads: options.threads, signal: options.signal };
   const device = options.device ?? 'auto';
   const gamma3 = await gammaIndex(refVolume, predVolume, { dosePercent: 3, dtaMm: 3, cutoffPercent: 10, device }, call);

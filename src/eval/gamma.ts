@@ -3,6 +3,7 @@
  */
 import { z } from 'zod';
 
+import type { CaseData } from '../data/case.js';
 import { invalidInput } from '../errors.js';
 import type { NativeGammaResult } from '../native/addon.js';
 import { callNative, type CallOptions } from '../native/call.js';
@@ -15,6 +16,44 @@ export interface DoseVolume {
   spacingMm: [number, number, number];
   /** default (0, 0, 0) */
   originMm?: [number, number, number];
+  /** [3,3] row-major, rows the array axes in patient (z, y, x) components (format 1 `direction`); default identity */
+  direction?: number[];
+  /** DICOM frame of reference: two doses in different frames are not compared */
+  frameOfReferenceUid?: string;
+}
+
+const IDENTITY = [1, 0, 0, 0, 1, 0, 0, 0, 1];
+
+/**
+ * The two grids' origins along their shared axes. Origins and directions count only when both volumes carry them
+ * (otherwise both start at 0, as grids without a placement always did); different frames of reference, different
+ * axes, or grids that do not overlap are refused.
+ */
+export function sharedPlacement(ref: DoseVolume, evalDose: DoseVolume): { refOrigin: [number, number, number]; evalOrigin: [number, number, number] } {
+  if (ref.frameOfReferenceUid && evalDose.frameOfReferenceUid && ref.frameOfReferenceUid !== evalDose.frameOfReferenceUid) {
+    throw invalidInput(`the reference and evaluated doses are in different frames of reference (${ref.frameOfReferenceUid} and ${evalDose.frameOfReferenceUid}): their positions cannot be compared`);
+  }
+  if (!ref.originMm || !evalDose.originMm) return { refOrigin: [0, 0, 0], evalOrigin: [0, 0, 0] };
+  const refAxes = ref.direction ?? IDENTITY;
+  const evalAxes = evalDose.direction ?? IDENTITY;
+  if (refAxes.some((v, i) => Math.abs(v - evalAxes[i]!) > 1e-4)) {
+    throw invalidInput('the reference and evaluated doses lie on grids with different axes (direction): resample one onto the other first');
+  }
+  const along = (origin: [number, number, number]) =>
+    [0, 1, 2].map((a) => refAxes[3 * a]! * origin[0] + refAxes[3 * a + 1]! * origin[1] + refAxes[3 * a + 2]! * origin[2]) as [number, number, number];
+  const refOrigin = along(ref.originMm);
+  const evalOrigin = along(evalDose.originMm);
+  for (let a = 0; a < 3; a++) {
+    const refEnd = refOrigin[a]! + (ref.shape[a]! - 1) * ref.spacingMm[a]!;
+    const evalEnd = evalOrigin[a]! + (evalDose.shape[a]! - 1) * evalDose.spacingMm[a]!;
+    if (Math.max(refOrigin[a]!, evalOrigin[a]!) > Math.min(refEnd, evalEnd) + 1e-6) {
+      const axis = ['z', 'y', 'x'][a];
+      throw invalidInput(
+        `the reference and evaluated dose grids do not overlap: along ${axis} the reference spans ${refOrigin[a]!.toFixed(1)} to ${refEnd.toFixed(1)} mm, the evaluated dose ${evalOrigin[a]!.toFixed(1)} to ${evalEnd.toFixed(1)} mm`,
+      );
+    }
+  }
+  return { refOrigin, evalOrigin };
 }
 
 const settingsSchema = z
@@ -82,6 +121,7 @@ export async function gammaIndex(
   const resolved = resolveGammaSettings(settings);
   checkVolume(ref, 'reference');
   checkVolume(evalDose, 'evaluated');
+  const { refOrigin, evalOrigin } = sharedPlacement(ref, evalDose);
   const native = loadNative();
   const result = await callNative<Omit<GammaResult, 'settings'>, GammaProgress>(
     (nativeOptions) =>
@@ -89,15 +129,28 @@ export async function gammaIndex(
         ref.data,
         ref.shape,
         ref.spacingMm,
-        ref.originMm ?? [0, 0, 0],
+        refOrigin,
         evalDose.data,
         evalDose.shape,
         evalDose.spacingMm,
-        evalDose.originMm ?? [0, 0, 0],
+        evalOrigin,
         resolved,
         nativeOptions,
       ),
     options,
   );
   return { ...result, settings: resolved };
+}
+
+/** A dose on a case's grid, with the grid's placement and frame of reference (format 1 origin_mm, direction, metadata). */
+export function doseVolumeOf(data: Pick<CaseData, 'shape' | 'spacingMm' | 'originMm' | 'direction' | 'metadata'>, dose: Float32Array): DoseVolume {
+  const frame = data.metadata.frame_of_reference_uid;
+  return {
+    data: dose,
+    shape: data.shape,
+    spacingMm: data.spacingMm,
+    originMm: data.originMm,
+    direction: data.direction,
+    frameOfReferenceUid: typeof frame === 'string' && frame !== '' ? frame : undefined,
+  };
 }

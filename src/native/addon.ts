@@ -75,6 +75,12 @@ export interface NativeGammaResult {
   seconds: number;
 }
 
+/** A grid in patient coordinates: voxel (k, j, i) at origin + k·steps[0] + j·steps[1] + i·steps[2] (mm). */
+export interface NativeGridPlacement {
+  origin: [number, number, number];
+  steps: [[number, number, number], [number, number, number], [number, number, number]];
+}
+
 /** How the synthetic cohort generator planned a case (metadata_json.plan). */
 export interface NativeSynthPlan {
   beams: number;
@@ -137,6 +143,29 @@ export interface NativeAddon {
     deriveBodyMask(ct: Int16Array | Float32Array, shape: number[], options: NativeCallOptions): Promise<NativeTensor<Uint8Array>>;
     /** An ArrayBuffer on huge-page-advised memory (fast to fill from a file). */
     allocateBuffer(bytes: number): ArrayBuffer;
+  };
+  /** binding/dicom.cc: DICOM-RT kernels (native/include/vmat/rasterise.h, resample.h). */
+  dicom: {
+    /** Masks [structures, Z, Y, X] of polygons given in voxel index units (x = column, y = row) on their slices, and the voxels inside per structure. */
+    rasterisePolygons(
+      points: Float64Array,
+      offsets: Int32Array,
+      slices: Int32Array,
+      labels: Int32Array,
+      structures: number,
+      shape: number[],
+      options: NativeCallOptions,
+    ): Promise<NativeTensor<Uint8Array> & { voxels: number[] }>;
+    /** `source` on one placed grid, trilinearly at the voxel centres of another; `outside` beyond the source. */
+    resampleTrilinear(
+      source: Float32Array,
+      sourceShape: number[],
+      sourcePlacement: NativeGridPlacement,
+      targetShape: number[],
+      targetPlacement: NativeGridPlacement,
+      outside: number,
+      options: NativeCallOptions,
+    ): Promise<NativeTensor<Float32Array>>;
   };
   /** BaselineUNet3D parameter table; throws VMAT_INVALID_INPUT for bad widths. */
   modelSummary(inChannels: number, baseChannels: number): NativeModelSummary;

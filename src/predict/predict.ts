@@ -8,6 +8,7 @@ import { basename, join, resolve } from 'node:path';
 
 import { loadCase, saveCase, type CaseData } from '../data/case.js';
 import { buildModelInput } from '../data/inputs.js';
+import { exportRtDose } from '../dicom/export.js';
 import { listCaseFiles } from '../data/split.js';
 import { CANONICAL_STRUCTURES } from '../data/structures.js';
 import { invalidInput, VmatError } from '../errors.js';
@@ -151,7 +152,9 @@ export async function predictCase(checkpoint: string, data: CaseData, options: P
 
 export interface PredictFilesOptions extends PredictOptions {
   overwrite?: boolean;
-  onCase?: (event: { case: string; index: number; of: number; output: string; seconds: number }) => void;
+  /** also write each prediction as an RTDOSE `<case>_pred.dcm` here (cases imported with `import dicom`) */
+  dicomOut?: string;
+  onCase?: (event: { case: string; index: number; of: number; output: string; dicom?: string; seconds: number }) => void;
 }
 
 /** The case files of an input: a file, or every *.npz of a folder. */
@@ -166,20 +169,25 @@ export async function expandInputs(input: string): Promise<string[]> {
 }
 
 /**
- * Predicts every input and writes `<case>_pred.npz` (format 1: dose, spacing, structures, masks, body, ct) into
- * `outDir`. Each file appears whole or not at all; existing files are kept unless `overwrite`.
+ * Predicts every input and writes `<case>_pred.npz` (format 1: dose, spacing, placement, structures, masks, body,
+ * ct, metadata) into `outDir`, and with `dicomOut` an RTDOSE `<case>_pred.dcm` there too. Each file appears whole or not at all; existing files are kept unless `overwrite`.
  */
 export async function predictFiles(checkpoint: string, inputs: string[], outDir: string, options: PredictFilesOptions = {}): Promise<string[]> {
   checkpointModel(checkpoint);
   const outputs = inputs.map((input) => join(outDir, `${basename(input).replace(/\.npz$/i, '')}_pred.npz`));
+  const dicomOutputs = options.dicomOut ? outputs.map((output) => join(options.dicomOut!, basename(output).replace(/\.npz$/, '.dcm'))) : [];
   if (!options.overwrite) {
-    const existing = outputs.find((path) => existsSync(path));
+    const existing = [...outputs, ...dicomOutputs].find((path) => existsSync(path));
     if (existing) throw invalidInput(`${existing} already exists; pass --overwrite to replace it`);
   }
   await mkdir(outDir, { recursive: true });
+  if (options.dicomOut) await mkdir(options.dicomOut, { recursive: true });
   for (let i = 0; i < inputs.length; i++) {
     const started = Date.now();
     const data = await loadCase(inputs[i]!);
+    if (options.dicomOut && typeof data.metadata.frame_of_reference_uid !== 'string') {
+      throw invalidInput(`${inputs[i]} was not imported from DICOM (it records no frame of reference), so --dicom-out cannot place its dose; use \`export dicom --reference DIR\``);
+    }
     const predicted = await predictCase(checkpoint, data, options);
     try {
       await saveCase(outputs[i]!, { ...predicted, masksSdf: undefined }, { overwrite: options.overwrite });
@@ -187,7 +195,8 @@ export async function predictFiles(checkpoint: string, inputs: string[], outDir:
       if (error instanceof VmatError) throw error;
       throw new VmatError('VMAT_IO', `cannot write ${outputs[i]}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
     }
-    options.onCase?.({ case: data.caseId, index: i + 1, of: inputs.length, output: outputs[i]!, seconds: (Date.now() - started) / 1000 });
+    if (options.dicomOut) await exportRtDose(predicted, { out: dicomOutputs[i]!, overwrite: options.overwrite });
+    options.onCase?.({ case: data.caseId, index: i + 1, of: inputs.length, output: outputs[i]!, dicom: dicomOutputs[i], seconds: (Date.now() - started) / 1000 });
   }
   return outputs;
 }

@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { loadCase } from '../../data/case.js';
 import { encodeNpy, parseNpy } from '../../data/npy.js';
 import { invalidInput } from '../../errors.js';
-import { gammaIndex, type DoseVolume, type GammaResult } from '../../eval/gamma.js';
+import { doseVolumeOf, gammaIndex, type DoseVolume, type GammaResult } from '../../eval/gamma.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { note, parseNumberList, printJson } from '../output.js';
 
@@ -48,7 +48,7 @@ export async function loadDoseVolume(path: string, spacing: [number, number, num
   }
   const data = await loadCase(path);
   if (!data.dose) throw invalidInput(`the ${role} case ${path} holds no dose`);
-  return { data: data.dose, shape: data.shape, spacingMm: data.spacingMm };
+  return doseVolumeOf(data, data.dose);
 }
 
 /** Writes a float32 .npy atomically; an existing file only with `overwrite`. */

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { register as compare } from './compare.js';
 import { register as demo } from './demo.js';
 import { register as evaluate } from './evaluate.js';
+import { register as exportCommand } from './export.js';
 import { register as figures } from './figures.js';
 import { register as gamma } from './gamma.js';
 import { register as importData } from './import.js';
@@ -32,6 +33,7 @@ export const commands: ((program: Command) => void)[] = [
   predict,
   evaluate,
   gamma,
+  exportCommand,
   figures,
   report,
   compare,

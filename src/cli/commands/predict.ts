@@ -23,6 +23,7 @@ export function register(program: Command): void {
     .option('--device <device>', 'auto, cpu, cuda or cuda:N', 'auto')
     .option('--threads <n>', 'CPU threads of libtorch (0: its default)', '0')
     .option('--constraint <slot=value...>', 'override a constraint slot (name like rectum_v70, or index 0-12); repeatable')
+    .option('--dicom-out <dir>', 'also write each prediction as an RTDOSE <case>_pred.dcm here (cases made by `import dicom`)')
     .option('--keep-outside-body', 'keep the predicted dose outside the body / possible-dose mask (by default it is set to 0 there)')
     .option('--overwrite', 'replace existing prediction files')
     .option('--json', 'print the written files as one JSON document')
@@ -47,7 +48,8 @@ export function register(program: Command): void {
         constraints,
         keepOutsideBody: flags.keepOutsideBody === true,
         overwrite: flags.overwrite === true,
-        onCase: (event) => note(`[${event.index}/${event.of}] ${event.case} → ${event.output} (${event.seconds.toFixed(1)} s)`),
+        dicomOut: flags.dicomOut === undefined ? undefined : String(flags.dicomOut),
+        onCase: (event) => note(`[${event.index}/${event.of}] ${event.case} → ${event.output}${event.dicom ? ` and ${event.dicom}` : ''} (${event.seconds.toFixed(1)} s)`),
       });
       if (flags.json) printJson({ outputs });
       else process.stdout.write(`wrote ${outputs.length} prediction${outputs.length === 1 ? '' : 's'} to ${String(flags.outputDir)}\n`);
