@@ -94,7 +94,7 @@ describe('vmat-native predict', () => {
 
     const again = runCli(['predict', '--checkpoint', checkpoint, '--input', input, '--output-dir', out, '--patch-size', '16', '--device', 'cpu']);
     expect(again.status).toBe(1);
-    expect(again.stderr).toMatch(/already exists; pass --overwrite/);
+    expect(again.stderr).toMatch(/already exists; set overwrite \(--overwrite\)/);
   });
 
   it('refuses an unreadable checkpoint or one of another architecture with one sentence, exit 1', () => {
@@ -128,7 +128,7 @@ describe('vmat-native train', () => {
     expect(config.settings).toMatchObject({ useGradientLoss: true, gradientLossWeight: 0.2, patchSize: 16 });
     const second = runCli(args);
     expect(second.status).toBe(1);
-    expect(second.stderr).toMatch(/already exists: pass --resume/);
+    expect(second.stderr).toMatch(/already exists: set resume \(--resume\) to continue it or overwrite \(--overwrite\)/);
   });
 
   it('rejects a bad flag value naming the field, the value and what is allowed', () => {

@@ -11,6 +11,7 @@ import { invalidInput } from '../../errors.js';
 import { evaluateCase, flattenEvaluation, summariseEvaluations, type CaseEvaluation } from '../../eval/evaluate.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { predictFiles } from '../../predict/predict.js';
+import { deviceOption } from '../options.js';
 import { note } from '../output.js';
 
 export interface EvaluateFlags {
@@ -219,7 +220,7 @@ export function register(program: Command): void {
     .option('--pred <path>', 'a prediction case file (<case>_pred.npz) or a folder of them')
     .option('--ref <path>', 'the reference case file or a folder of case files (cases pair by case id)')
     .option('--out <dir>', 'output folder (default: evaluation/ next to the predictions, or RUN/evaluation)')
-    .option('--device <device>', 'gamma (and prediction) on auto, cpu, cuda or cuda:N', 'auto')
+    .addOption(deviceOption('where gamma (and prediction) run'))
     .option('--threads <n>', 'CPU threads (default: all cores)')
     .option('--overwrite', 'replace existing evaluation files')
     .option('--json', 'print one JSON document')
