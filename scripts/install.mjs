@@ -15,7 +15,7 @@
  * In a source checkout (scripts/setup.sh present) the install hook builds nothing: `npm run setup` does.
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -35,9 +35,9 @@ export class InstallError extends Error {}
 export const isCheckout = (dir = root) => existsSync(join(dir, 'scripts', 'setup.sh'));
 
 const LIBTORCH_HELP =
-  'install one and run `npm rebuild vmat-native` in your project: `sudo apt-get install libtorch-dev` (Debian/Ubuntu), ' +
-  'or `pip install torch` (found through python3), or unpack a libtorch zip from pytorch.org and set LIBTORCH=/path/to/libtorch ' +
-  '(or Torch_DIR=/path/to/libtorch/share/cmake/Torch)';
+  `install one and run ${isCheckout() ? '`npm run setup` again' : '`npm rebuild vmat-native` in your project'}: ` +
+  '`sudo apt-get install libtorch-dev` (Debian/Ubuntu), or `pip install torch` (found through python3), or unpack a ' +
+  'libtorch zip from pytorch.org and set LIBTORCH=/path/to/libtorch (or Torch_DIR=/path/to/libtorch/share/cmake/Torch)';
 
 // ------------------------------------------------------------------------------------------------ libtorch
 
@@ -146,7 +146,8 @@ export function buildNative({ buildDir = resolve(root, process.env.VMAT_BUILD_DI
     ...(libtorch ? [`--CDTorch_DIR=${libtorch.torchDir}`] : []),
     ...(addonOnly ? ['--CDVMAT_BUILD_TESTS=OFF', '--CDVMAT_BUILD_BENCH=OFF'] : []),
   ];
-  const jobs = process.env.VMAT_BUILD_JOBS || String(os.availableParallelism());
+  // A libtorch translation unit takes about 1.2 GB to compile: no more jobs than the memory holds.
+  const jobs = process.env.VMAT_BUILD_JOBS || String(Math.max(1, Math.min(os.availableParallelism(), Math.floor(os.totalmem() / 1.5e9))));
   const choices = {
     generator,
     launcher,
@@ -173,9 +174,13 @@ export function buildNative({ buildDir = resolve(root, process.env.VMAT_BUILD_DI
       throw new InstallError(`the native build failed (cmake-js ${args[0]})${tail}`);
     }
   };
-  run(['configure', ...common]);
-  writeFileSync(fingerprintPath, fingerprint);
-  run(['build', ...common, '--parallel', jobs]);
+  try {
+    run(['configure', ...common]);
+    writeFileSync(fingerprintPath, fingerprint);
+    run(['build', ...common, '--parallel', jobs]);
+  } finally {
+    if (log) closeSync(log.fd);
+  }
   return join(buildDir, 'vmat_native.node');
 }
 

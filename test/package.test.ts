@@ -5,10 +5,10 @@
  * prebuilt path; the source-build path (minutes) runs where VMAT_TEST_SOURCE_BUILD=1 (its own CI job).
  */
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { saveInitialWeights } from '../src/model.js';
 import { repoRoot, tempDir } from './helpers.js';
@@ -35,12 +35,15 @@ function mustRun(command: string, args: string[], options: SpawnSyncOptions = {}
   return result;
 }
 
+const scratch: string[] = [];
+
 /** A scratch project (package.json only) with the tarball and @types/node installed; returns it and the install time. */
-function scratchProject(tarball: string, extraArgs: string[] = []): { dir: string; seconds: number; log: string } {
+function scratchProject(tarball: string, timeoutMs = 900_000): { dir: string; seconds: number; log: string } {
   const dir = tempDir('vmat-scratch-');
+  scratch.push(dir);
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'scratch', private: true, type: 'module' }));
   const started = Date.now();
-  const result = mustRun('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--foreground-scripts', ...extraArgs, tarball, `@types/node@${typesNodeVersion}`], { cwd: dir });
+  const result = mustRun('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--foreground-scripts', tarball, `@types/node@${typesNodeVersion}`], { cwd: dir, timeout: timeoutMs });
   return { dir, seconds: (Date.now() - started) / 1000, log: result.stdout + result.stderr };
 }
 
@@ -64,6 +67,11 @@ beforeAll(() => {
   project = scratchProject(prebuiltTarball);
   console.log(`package: ${packed.filename} ${(packed.size / 1024).toFixed(0)} kB packed, ${(packed.unpackedSize / 1024).toFixed(0)} kB unpacked, ${packed.files.length} files; scratch install with the prebuilt addon ${project.seconds.toFixed(1)} s`);
 }, 900_000);
+
+// Each scratch project holds its own node_modules (about 50 MB).
+afterAll(() => {
+  for (const dir of [work, ...scratch]) if (dir) rmSync(dir, { recursive: true, force: true });
+});
 
 describe('the npm package', () => {
   it('holds what users need and nothing else', () => {
@@ -116,7 +124,7 @@ console.log(JSON.stringify({ stopReason: result.stopReason, epochsRun: result.ep
     mustRun(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: dir });
     const out = JSON.parse(mustRun(process.execPath, [join('out', 'fit.js')], { cwd: dir }).stdout.trim().split('\n').pop()!);
     expect(out).toMatchObject({ stopReason: 'max_epochs', epochsRun: 1, epochs: [1] });
-    expect(existsSync(join(dir, out.best))).toBe(true);
+    expect(existsSync(resolve(dir, out.best))).toBe(true);
 
     // The types are checked, not `any`: a setting of the wrong type fails to compile.
     writeFileSync(join(dir, 'bad.ts'), `import { Trainer } from 'vmat-native';\nawait new Trainer().fit({ dataDir: 'data', expName: 'x', epochs: 'ten' });\n`);
@@ -147,6 +155,24 @@ console.log(JSON.stringify({ stopReason: result.stopReason, epochsRun: result.ep
     expect(result.status).toBe(1);
     expect(result.stderr).toMatch(/LIBTORCH=\/nonexistent\/libtorch is not a libtorch folder .*point it at an unpacked libtorch/);
     expect(result.stderr).not.toMatch(/at .*\.mjs:\d+/);
+  });
+
+  it('finds libtorch in the documented order and names its flavour as the build does', async () => {
+    const { describeLibtorch, findLibtorch } = await import('../scripts/install.mjs');
+    // an unpacked libtorch zip with CUDA and the old C++ ABI, as pytorch.org ships them
+    const zip = join(work, 'libtorch');
+    mkdirSync(join(zip, 'share', 'cmake', 'Torch'), { recursive: true });
+    mkdirSync(join(zip, 'lib'));
+    writeFileSync(join(zip, 'share', 'cmake', 'Torch', 'TorchConfigVersion.cmake'), 'set(PACKAGE_VERSION "2.5.1")\n');
+    writeFileSync(join(zip, 'share', 'cmake', 'Torch', 'TorchConfig.cmake'), 'set(TORCH_CXX_FLAGS "-D_GLIBCXX_USE_CXX11_ABI=0")\n');
+    for (const lib of ['libtorch_cpu.so', 'libtorch_cuda.so', 'libc10.so']) writeFileSync(join(zip, 'lib', lib), '');
+    const none = { systemLibDirs: [join(work, 'no-such-lib')], pythons: [join(work, 'no-such-python')] };
+    expect(findLibtorch({ LIBTORCH: zip, Torch_DIR: '/elsewhere' }, none)).toMatchObject({ source: 'LIBTORCH', version: '2.5.1', cuda: true, abi: 'precxx11', flavour: '2.5.1-cuda-precxx11', libDir: join(zip, 'lib') });
+    expect(findLibtorch({ Torch_DIR: join(zip, 'share', 'cmake', 'Torch') }, none).source).toBe('Torch_DIR');
+    expect(() => findLibtorch({}, none)).toThrow(/vmat-native needs libtorch and none was found .*sudo apt-get install libtorch-dev.*pip install torch.*LIBTORCH=/);
+    // the build names the flavour of the libtorch it used the same way (CMakeLists.txt writes it beside the addon)
+    const built = JSON.parse(readFileSync(join(repoRoot, 'build', 'vmat_native.libtorch.json'), 'utf8'));
+    expect(describeLibtorch(built.torchDir, 'the build').flavour).toBe(built.flavour);
   });
 
   it('ships a checkpoint reader beside unet_ref.py that needs no safetensors package', async () => {
@@ -198,7 +224,8 @@ print(json.dumps(out))
   it.runIf(process.env.VMAT_TEST_SOURCE_BUILD === '1')(
     'builds only the addon from source where no prebuilt addon fits (VMAT_TEST_SOURCE_BUILD=1)',
     () => {
-      const fromSource = scratchProject(plainTarball);
+      // about 5 min on 2 idle cores; much longer on a loaded machine
+      const fromSource = scratchProject(plainTarball, 3_000_000);
       const installed = join(fromSource.dir, 'node_modules', 'vmat-native');
       console.log(`scratch install with a source build of the addon: ${fromSource.seconds.toFixed(0)} s`);
       expect(JSON.parse(readFileSync(join(installed, 'build', 'install.json'), 'utf8')).how).toBe('source');
@@ -209,6 +236,6 @@ print(json.dumps(out))
       const report = JSON.parse(mustRun('npx', ['--no-install', 'vmat-native', 'info', '--json'], { cwd: fromSource.dir }).stdout);
       expect(report.addonPath).toBe(join(installed, 'build', 'vmat_native.node'));
     },
-    1_800_000,
+    3_600_000,
   );
 });
