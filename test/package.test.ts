@@ -65,7 +65,7 @@ beforeAll(() => {
   const prebuiltTarball = join(work, `prebuilt-${packed.filename}`);
   mustRun('tar', ['czf', prebuiltTarball, '-C', stage, 'package']);
   project = scratchProject(prebuiltTarball);
-  console.log(`package: ${packed.filename} ${(packed.size / 1024).toFixed(0)} kB packed, ${(packed.unpackedSize / 1024).toFixed(0)} kB unpacked, ${packed.files.length} files; scratch install with the prebuilt addon ${project.seconds.toFixed(1)} s`);
+  console.log(`package: ${packed.filename} ${(packed.size / 1000).toFixed(0)} kB packed, ${(packed.unpackedSize / 1000).toFixed(0)} kB unpacked, ${packed.files.length} files; scratch install with the prebuilt addon ${project.seconds.toFixed(1)} s`);
 }, 900_000);
 
 // Each scratch project holds its own node_modules (about 50 MB).
