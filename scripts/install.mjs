@@ -257,7 +257,10 @@ function main(argv) {
   if (mode === 'libtorch') {
     process.stdout.write(`${JSON.stringify(findLibtorch(), null, 2)}\n`);
   } else if (mode === 'build') {
-    buildNative({ libtorch: findLibtorch(), cmakeJsArgs: rest });
+    const libtorch = findLibtorch();
+    const addon = buildNative({ libtorch, cmakeJsArgs: rest });
+    // In an installed package this replaces the addon the install step chose; a checkout has no record.
+    if (!isCheckout()) writeRecord(addon, 'source', libtorch);
   } else if (mode === 'prebuild') {
     prebuild(rest[0] ? resolve(rest[0]) : root);
   } else if (mode === undefined || mode === '--from-source') {
