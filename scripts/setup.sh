@@ -18,14 +18,8 @@ node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0
 (( node_major >= 20 )) || fail "Node.js 20 or newer is needed (found: $(node --version 2>/dev/null || echo none)); install it from your distribution or nodejs.org"
 
 # ------------------------------------------------------------------ system packages
-libtorch_found() {
-  [[ -n "${LIBTORCH:-}" && -d "${LIBTORCH}" ]] && return 0
-  [[ -n "${Torch_DIR:-}" && -f "${Torch_DIR}/TorchConfig.cmake" ]] && return 0
-  local py_prefix
-  py_prefix=$(python3 -c 'import os,torch;p=torch.utils.cmake_prefix_path;print(p if os.path.isdir(os.path.join(p,"Torch")) else "")' 2>/dev/null || true)
-  [[ -n "$py_prefix" ]] && return 0
-  compgen -G '/usr/lib/*/cmake/Torch/TorchConfig.cmake' >/dev/null
-}
+# The same search as the build's (scripts/install.mjs): LIBTORCH, Torch_DIR, a Python with torch, Debian's libtorch-dev.
+libtorch_found() { node scripts/install.mjs libtorch >/dev/null 2>&1; }
 
 missing=()
 command -v cmake >/dev/null || missing+=(cmake)
@@ -59,18 +53,20 @@ if (( ${#missing[@]} )); then
     fail "missing: ${missing[*]}. On Debian/Ubuntu: sudo apt-get install ${missing[*]}. Elsewhere install libtorch (pip install torch, or unpack libtorch and set LIBTORCH=/path/to/libtorch), CMake >= 3.18 and a C++17 compiler, then run this again"
   fi
 fi
-libtorch_found || fail "libtorch is still not found; set LIBTORCH=/path/to/libtorch or Torch_DIR=/path/to/share/cmake/Torch"
+libtorch_found || { node scripts/install.mjs libtorch >/dev/null; exit 1; }  # prints why, in one sentence
 
 # ------------------------------------------------------------------ npm packages
-lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
-if [[ ! -f node_modules/.vmat-lock-hash || "$(cat node_modules/.vmat-lock-hash)" != "$lock_hash" ]]; then
+# npm ci where there is a lock file (a checkout), npm install otherwise; again only when the lock or package.json changed.
+if [[ -f package-lock.json ]]; then deps_file=package-lock.json; npm_install=(npm ci); else deps_file=package.json; npm_install=(npm install); fi
+deps_hash=$(sha256sum "$deps_file" | cut -d' ' -f1)
+if [[ ! -f node_modules/.vmat-lock-hash || "$(cat node_modules/.vmat-lock-hash)" != "$deps_hash" ]]; then
   say "installing npm packages"
-  npm ci --no-audit --no-fund --loglevel=error
-  echo "$lock_hash" > node_modules/.vmat-lock-hash
+  "${npm_install[@]}" --no-audit --no-fund --loglevel=error
+  echo "$deps_hash" > node_modules/.vmat-lock-hash
 fi
 
 # ------------------------------------------------------------------ build
-say "building the native addon (build/)"
+say "building the native addon (build/; reconfigured when what was found changed)"
 bash scripts/build-native.sh > build-native.log 2>&1 || { tail -40 build-native.log >&2; fail "the native build failed; the full log is in build-native.log"; }
 say "building the TypeScript (dist/)"
 npx --no-install tsc -p tsconfig.json

@@ -1,6 +1,6 @@
 /** vmat-native's library surface. */
 export { VERSION } from './version.js';
-export { VmatError, isUserError } from './errors.js';
+export { VmatError, AbortError, isAbortError, isUserError } from './errors.js';
 export { runtimeReport, type RuntimeReport } from './runtime.js';
 export { loadNative } from './native/loader.js';
 export { loadCase, saveCase, checkCase, type CaseData, type CaseProblem, type LoadCaseOptions, type SaveCaseOptions } from './data/case.js';

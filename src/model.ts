@@ -90,7 +90,7 @@ export async function saveInitialWeights(
   const seed = options.seed ?? 0;
   if (!Number.isSafeInteger(seed) || seed < 0) throw invalidInput(`the seed must be a non-negative integer, got ${seed}`);
   if (!path.endsWith('.safetensors')) throw invalidInput(`the checkpoint file name must end in .safetensors, got ${path}`);
-  if (existsSync(path) && !options.overwrite) throw invalidInput(`${path} already exists; pass --overwrite to replace it`);
+  if (existsSync(path) && !options.overwrite) throw invalidInput(`${path} already exists; set overwrite to replace it`, { settings: ['overwrite'] });
   const native = loadNative();
   const result = await callNative((callOptions) => native.saveInitialWeights(path, inChannels, baseChannels, seed, callOptions), {
     signal: options.signal,

@@ -104,7 +104,7 @@ describe('case files', () => {
 
   it('asks for --spacing where a predecessor file has none, and uses it', async () => {
     const path = join(fixtures, 'cases', 'pred_no_spacing.npz');
-    await expect(loadCase(path)).rejects.toThrow(/pred_no_spacing.npz: 'metadata.voxel_spacing_mm' is missing: expected the voxel spacing \(y,x,z\) in metadata.voxel_spacing_mm or metadata.target_spacing_mm, or --spacing z,y,x/);
+    await expect(loadCase(path)).rejects.toThrow(/pred_no_spacing.npz: 'metadata.voxel_spacing_mm' is missing: expected the voxel spacing \(y,x,z\) in metadata.voxel_spacing_mm or metadata.target_spacing_mm, or the spacingMm setting \(z,y,x\)/);
     const data = await loadCase(path, { spacingMm: [3, 2, 1] });
     expect(data.spacingMm).toEqual([3, 2, 1]);
   });

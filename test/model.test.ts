@@ -57,7 +57,7 @@ describe('vmat-native model', () => {
     const before = readFileSync(file);
     const refused = runCli(['model', '--base-channels', '8', '--save', file]);
     expect(refused.status).toBe(1);
-    expect(refused.stderr).toMatch(/already exists; pass --overwrite/);
+    expect(refused.stderr).toMatch(/already exists; set overwrite \(--overwrite\)/);
     expect(readFileSync(file).equals(before)).toBe(true);
 
     // Same seed, same weights; --overwrite replaces the file.

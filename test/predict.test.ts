@@ -106,7 +106,7 @@ describe('vmat-native predict', () => {
 
     const again = runCli(['predict', '--checkpoint', checkpoint, '--input', input, '--output-dir', out, '--patch-size', '16', '--device', 'cpu']);
     expect(again.status).toBe(1);
-    expect(again.stderr).toMatch(/already exists; pass --overwrite/);
+    expect(again.stderr).toMatch(/already exists; set overwrite \(--overwrite\)/);
     const kept = runCli(['predict', '--checkpoint', checkpoint, '--input', input, '--output-dir', out, '--patch-size', '16', '--device', 'cpu', '--threads', '1', '--keep-outside-body', '--overwrite']);
     expect(kept.status).toBe(0);
     expect((await loadCase(join(out, 'case_001_pred.npz'))).metadata.prediction_outside_body).toBe('kept');
@@ -143,7 +143,7 @@ describe('vmat-native train', () => {
     expect(config.settings).toMatchObject({ useGradientLoss: true, gradientLossWeight: 0.2, patchSize: 16 });
     const second = runCli(args);
     expect(second.status).toBe(1);
-    expect(second.stderr).toMatch(/already exists: pass --resume/);
+    expect(second.stderr).toMatch(/already exists: set resume \(--resume\) to continue it or overwrite \(--overwrite\)/);
   });
 
   it('rejects a bad flag value naming the field, the value and what is allowed', () => {

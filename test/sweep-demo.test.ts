@@ -48,6 +48,6 @@ describe('vmat-native demo', () => {
     mkdirSync(join(out, 'runs', 'baseline'), { recursive: true });
     const result = runCli(['demo', '--quick', '--out', out]);
     expect(result.status).toBe(1);
-    expect(result.stderr).toContain(`${join(out, 'runs', 'baseline')} already exists: pass --overwrite`);
+    expect(result.stderr).toContain(`${join(out, 'runs', 'baseline')} already exists: set overwrite (--overwrite)`);
   });
 });

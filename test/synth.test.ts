@@ -111,7 +111,7 @@ describe('synthesizeCase', () => {
       signal: controller.signal,
       onProgress: () => controller.abort(),
     });
-    await expect(run).rejects.toMatchObject({ code: 'VMAT_CANCELLED', message: 'synth was cancelled after 1 of 4 cases' });
+    await expect(run).rejects.toMatchObject({ name: 'AbortError', code: 'ABORT_ERR', message: 'synth was cancelled after 1 of 4 cases' });
     expect(readdirSync(out)).toEqual(['synth_000.npz']);
   });
 });

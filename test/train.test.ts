@@ -116,7 +116,7 @@ describe('Trainer.fit', () => {
     const runDir = join(logDir, 'taken');
     await mkdir(runDir);
     await writeFile(join(runDir, 'notes.txt'), 'mine');
-    await expect(new Trainer().fit({ ...base, dataDir, expName: 'taken', logDir })).rejects.toThrow(/already exists: pass --resume .* or --overwrite/);
+    await expect(new Trainer().fit({ ...base, dataDir, expName: 'taken', logDir })).rejects.toThrow(/already exists: set resume .* or overwrite /);
     await expect(new Trainer().fit({ ...base, dataDir, expName: 'taken', logDir }, { overwrite: true })).rejects.toThrow(/is not a run folder/);
     expect(readdirSync(runDir)).toEqual(['notes.txt']);
   });
@@ -159,14 +159,14 @@ describe('training configuration', () => {
   });
 
   it.each([
-    [{ patchSize: 100 }, /patchSize \(--patch-size\): got 100, expected a multiple of 16/],
-    [{ lr: -1 }, /lr \(--lr\): got -1, expected a number > 0/],
-    [{ precision: 'fp8' }, /precision \(--precision\): got 'fp8', expected auto, fp32, bf16 or fp16/],
-    [{ device: 'gpu' }, /device \(--device\): got 'gpu', expected auto, cpu, cuda or cuda:N/],
-    [{ baseChannels: 12 }, /baseChannels \(--base-channels\): got 12, expected a multiple of 8/],
-    [{ epochs: 1.5 }, /epochs \(--epochs\): got 1.5, expected an integer >= 1/],
+    [{ patchSize: 100 }, /patchSize: got 100, expected a multiple of 16/],
+    [{ lr: -1 }, /lr: got -1, expected a number > 0/],
+    [{ precision: 'fp8' }, /precision: got 'fp8', expected auto, fp32, bf16 or fp16/],
+    [{ device: 'gpu' }, /device: got 'gpu', expected auto, cpu, cuda or cuda:N/],
+    [{ baseChannels: 12 }, /baseChannels: got 12, expected a multiple of 8/],
+    [{ epochs: 1.5 }, /epochs: got 1.5, expected an integer >= 1/],
     [{ batchSzie: 2 }, /unknown training setting 'batchSzie'/],
-    [{ expName: undefined }, /expName \(--exp-name\) is required/],
+    [{ expName: undefined }, /expName is required/],
   ])('rejects %o with the field, the value and what is allowed', (patch, message) => {
     expect(() => parseTrainConfig({ dataDir: 'd', expName: 'e', ...patch })).toThrow(message);
   });

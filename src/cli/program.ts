@@ -2,9 +2,9 @@
  * The CLI: one file per command under ./commands, each exporting `register(program)`.
  * Exit codes (spec/cli.md): 0 success, 1 user error (one sentence, no stack unless --verbose), 2 internal failure.
  */
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Help, type Option } from 'commander';
 
-import { isUserError } from '../errors.js';
+import { isUserError, VmatError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { commands } from './commands/index.js';
 
@@ -15,10 +15,18 @@ export function buildProgram(): Command {
     .option('--verbose', 'print stack traces and extra diagnostics')
     .showSuggestionAfterError(true)
     .showHelpAfterError('(run `vmat-native --help` for the list of commands)')
-    .exitOverride();
+    .exitOverride()
+    // Before the commands are added: subcommands copy the help settings of their parent when created.
+    .configureHelp({ optionDescription: describeOption });
   for (const register of commands) register(program);
   program.commands.forEach((command) => command.exitOverride());
   return program;
+}
+
+/** Commander's description (with its "choices:" and "default:" notes), and "(required)" on a required option. */
+function describeOption(this: Help, option: Option): string {
+  const description = Help.prototype.optionDescription.call(this, option);
+  return option.mandatory ? `${description} (required)` : description;
 }
 
 /**
@@ -35,10 +43,30 @@ export function normaliseFlagSpelling(argv: string[]): string[] {
   });
 }
 
+/** Flags whose name is not the kebab-case of the library setting they set. */
+const FLAG_OF_SETTING: Readonly<Record<string, string>> = { spacingMm: '--spacing' };
+
+/** The message with the flag of each setting it names, where the command has that flag: "patchSize (--patch-size)". */
+export function withFlagNames(error: Error, command: Command | undefined): string {
+  if (!(error instanceof VmatError) || !command) return error.message;
+  let message = error.message;
+  for (const setting of error.settings) {
+    const option =
+      command.options.find((candidate) => candidate.attributeName() === setting) ??
+      command.options.find((candidate) => candidate.long !== undefined && candidate.long === FLAG_OF_SETTING[setting]);
+    if (option?.long) message = message.replace(new RegExp(`\\b${setting}\\b`), `${setting} (${option.long})`);
+  }
+  return message;
+}
+
 export async function runCli(argv: string[]): Promise<number> {
   const program = buildProgram();
   const args = normaliseFlagSpelling(argv);
   const verbose = args.includes('--verbose');
+  let running: Command | undefined;
+  program.hook('preAction', (_program, command) => {
+    running = command;
+  });
   try {
     await program.parseAsync(args, { from: 'user' });
     // A command may report failure without throwing (e.g. a failed self-check) by setting process.exitCode.
@@ -49,7 +77,7 @@ export async function runCli(argv: string[]): Promise<number> {
       return error.exitCode === 0 ? 0 : 1;
     }
     if (isUserError(error)) {
-      process.stderr.write(`vmat-native: ${error.message}\n`);
+      process.stderr.write(`vmat-native: ${withFlagNames(error, running)}\n`);
       if (verbose && error.stack) process.stderr.write(`${error.stack}\n`);
       return 1;
     }

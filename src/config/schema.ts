@@ -136,11 +136,11 @@ export function parseTrainConfig(input: unknown): TrainConfig {
   for (const [key, field] of Object.entries(TRAIN_FIELDS) as [TrainField, Field][]) {
     const value = record[key];
     if (value === undefined && (field as Field).required) {
-      throw invalidInput(`training setting ${key} (${flagOf(key)}) is required: ${field.allowed}`);
+      throw invalidInput(`training setting ${key} is required: ${field.allowed}`, { settings: [key] });
     }
     const result = field.schema.safeParse(value);
     if (!result.success) {
-      throw invalidInput(`invalid training setting ${key} (${flagOf(key)}): got ${describeValue(value)}, expected ${field.allowed}`);
+      throw invalidInput(`invalid training setting ${key}: got ${describeValue(value)}, expected ${field.allowed}`, { settings: [key] });
     }
   }
   const parsed = trainConfigSchema.parse(input) as z.output<typeof trainConfigSchema>;
@@ -150,7 +150,7 @@ export function parseTrainConfig(input: unknown): TrainConfig {
     );
   }
   if (parsed.minLr > parsed.lr) {
-    throw invalidInput(`invalid training setting minLr (--min-lr): got ${parsed.minLr}, expected a number <= lr (${parsed.lr})`);
+    throw invalidInput(`invalid training setting minLr: got ${parsed.minLr}, expected a number <= lr (${parsed.lr})`, { settings: ['minLr', 'lr'] });
   }
   return { ...parsed, inChannels: 1 + parsed.structures.length };
 }
@@ -158,7 +158,7 @@ export function parseTrainConfig(input: unknown): TrainConfig {
 /** Parses a flag's text into a field's value (numbers, booleans, lists); the schema then checks the range. */
 export function parseFlagValue(field: TrainField, text: string): unknown {
   const kind = TRAIN_FIELDS[field].kind as FlagKind;
-  const bad = () => invalidInput(`invalid training setting ${field} (${flagOf(field)}): got '${text}', expected ${TRAIN_FIELDS[field].allowed}`);
+  const bad = () => invalidInput(`invalid training setting ${field}: got '${text}', expected ${TRAIN_FIELDS[field].allowed}`, { settings: [field] });
   switch (kind) {
     case 'number':
     case 'integer': {

@@ -59,6 +59,8 @@ export interface CaseProblem {
   file: string;
   key: string;
   message: string;
+  /** the settings the message names (e.g. spacingMm), for the CLI to add their flags */
+  settings?: string[];
 }
 
 export const FORMAT_1 = 'vmat-native-1';
@@ -71,7 +73,7 @@ export async function loadCase(path: string, options: LoadCaseOptions = {}): Pro
   const { data, problems } = await readCase(path, options);
   if (problems.length > 0) {
     const more = problems.length > 1 ? ` (and ${problems.length - 1} more problem${problems.length > 2 ? 's' : ''}; \`vmat-native validate\` lists them all)` : '';
-    throw invalidInput(`${problems[0]!.message}${more}`);
+    throw invalidInput(`${problems[0]!.message}${more}`, { settings: problems[0]!.settings });
   }
   return data!;
 }
@@ -108,8 +110,8 @@ class Checker {
     readonly arrays: Map<string, NpyArray>,
   ) {}
 
-  report(key: string, what: string, expected: string, found: string): undefined {
-    this.problems.push({ file: this.file, key, message: `${this.file}: '${key}' ${what}: expected ${expected}, found ${found}` });
+  report(key: string, what: string, expected: string, found: string, settings?: string[]): undefined {
+    this.problems.push({ file: this.file, key, message: `${this.file}: '${key}' ${what}: expected ${expected}, found ${found}`, ...(settings && { settings }) });
     return undefined;
   }
 
@@ -161,8 +163,8 @@ class Checker {
 
   spacing(key: string, values: number[] | undefined, fallback: [number, number, number] | undefined, what: string): [number, number, number] | undefined {
     if (!values) {
-      if (fallback) return this.spacing('--spacing', fallback, undefined, what);
-      return this.report(key, 'is missing', `${what}, or --spacing z,y,x (spacingMm) to supply it`, 'no spacing in the file');
+      if (fallback) return this.spacing('spacingMm', fallback, undefined, what);
+      return this.report(key, 'is missing', `${what}, or the spacingMm setting (z,y,x) to supply it`, 'no spacing in the file', ['spacingMm']);
     }
     if (values.length !== 3 || values.some((value) => !(typeof value === 'number' && Number.isFinite(value) && value > 0))) {
       return this.report(key, 'is not a valid voxel spacing', '3 positive millimetre values', `[${values.join(', ')}]`);

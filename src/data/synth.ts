@@ -6,7 +6,7 @@ import { existsSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { VmatError, invalidInput } from '../errors.js';
+import { abortError, invalidInput, isAbortError } from '../errors.js';
 import { doseMetrics } from '../metrics/dvh.js';
 import type { NativeSynthPlan } from '../native/addon.js';
 import { callNative } from '../native/call.js';
@@ -135,7 +135,8 @@ export async function synthesizeCohort(outDir: string, options: SynthCohortOptio
     const existing = files.filter((file) => existsSync(file));
     if (existing.length > 0) {
       throw invalidInput(
-        `${existing[0]} already exists${existing.length > 1 ? ` (and ${existing.length - 1} more case files)` : ''}: pass --overwrite to replace them, or choose another --out`,
+        `${existing[0]} already exists${existing.length > 1 ? ` (and ${existing.length - 1} more case files)` : ''}: set overwrite to replace them, or choose another folder`,
+        { settings: ['overwrite'] },
       );
     }
   }
@@ -148,12 +149,15 @@ export async function synthesizeCohort(outDir: string, options: SynthCohortOptio
   };
   // The next case is generated natively (off the event loop) while this one is compressed and written.
   let next = make(0);
+  const cancelled = (index: number) => abortError(`synth was cancelled after ${index} of ${resolved.cases} cases`, options.signal);
   for (let index = 0; index < resolved.cases; index++) {
     const caseStarted = performance.now();
-    if (options.signal?.aborted) throw new VmatError('VMAT_CANCELLED', `synth was cancelled after ${index} of ${resolved.cases} cases`);
-    const data = await next;
+    if (options.signal?.aborted) throw cancelled(index);
+    const data = await next.catch((error: unknown) => {
+      throw isAbortError(error) ? cancelled(index) : error;
+    });
     if (index + 1 < resolved.cases) next = make(index + 1);
-    if (options.signal?.aborted) throw new VmatError('VMAT_CANCELLED', `synth was cancelled after ${index} of ${resolved.cases} cases`);
+    if (options.signal?.aborted) throw cancelled(index);
     await saveCase(files[index]!, data, { overwrite: options.overwrite });
     if (options.onProgress) {
       const voxels = data.shape[0] * data.shape[1] * data.shape[2];

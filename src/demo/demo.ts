@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 
 import type { TrainConfigInput } from '../config/schema.js';
 import { synthesizeCohort } from '../data/synth.js';
-import { invalidInput } from '../errors.js';
+import { abortError, invalidInput } from '../errors.js';
 import { evaluateRun, evaluationProgressLine } from '../eval/run.js';
 import { comparisonText } from '../report/compare.js';
 import { publishRuns, type PublishedRuns } from '../report/publish.js';
@@ -71,7 +71,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const runDirs = DEMO_RUN_NAMES.map((name) => join(logDir, name));
   if (!options.overwrite) {
     const existing = [...runDirs, join(out, 'comparison.md'), join(out, 'comparison.csv')].filter((path) => existsSync(path));
-    if (existing.length > 0) throw invalidInput(`${existing[0]} already exists: pass --overwrite to replace the demo's runs, or choose another --out`);
+    if (existing.length > 0) throw invalidInput(`${existing[0]} already exists: set overwrite to replace the demo's runs, or choose another out folder`, { settings: ['overwrite', 'out'] });
   }
   const started = performance.now();
   const stageSeconds: Record<string, number> = {};
@@ -104,7 +104,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         { overwrite: options.overwrite, onProgress: (event: TrainEvent) => logEpoch(name, event, options.log) },
       ),
     );
-    if (result.stopReason === 'aborted') throw invalidInput(`the demo was interrupted while training ${name}`);
+    if (result.stopReason === 'aborted') throw abortError(`the demo was interrupted while training ${name}`, options.signal);
   }
 
   options.log('[4/5] evaluating the test cases of both runs (prediction, MAE, DVH, constraints, gamma)');

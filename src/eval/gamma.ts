@@ -90,7 +90,7 @@ export function resolveGammaSettings(settings: GammaSettings = {}): ResolvedGamm
     const issue = parsed.error.issues[0]!;
     const field = issue.path.join('.') || (issue.code === 'unrecognized_keys' ? issue.keys.join(', ') : 'settings');
     const value = issue.path.length > 0 ? (settings as Record<string, unknown>)[String(issue.path[0])] : undefined;
-    throw invalidInput(`gamma setting ${field}${value === undefined ? '' : ` = ${JSON.stringify(value)}`} is invalid: ${issue.message}`);
+    throw invalidInput(`gamma setting ${field}${value === undefined ? '' : ` = ${JSON.stringify(value)}`} is invalid: ${issue.message}`, { settings: [field] });
   }
   return parsed.data;
 }

@@ -32,7 +32,7 @@ export async function runSelfcheck(): Promise<SelfcheckResult> {
   const controller = new AbortController();
   const cancelled = callNative<{ stepsDone: number; cancelled: boolean }>(
     (options) => native.selfcheck.sumAsync(new Float32Array([1]), 1000, 5, options),
-    { signal: controller.signal },
+    { signal: controller.signal, abort: 'result' },
   );
   setTimeout(() => controller.abort(), 20);
   const stopped = await cancelled;

@@ -109,11 +109,11 @@ export function checkpointModel(checkpoint: string): CheckpointModel {
 export async function predictCase(checkpoint: string, data: CaseData, options: PredictOptions = {}): Promise<CaseData> {
   const model = checkpointModel(checkpoint);
   const patchSize = options.patchSize ?? 128;
-  if (!Number.isInteger(patchSize) || patchSize < 16 || patchSize % 16 !== 0) throw invalidInput(`--patch-size must be a multiple of 16, got ${patchSize}`);
+  if (!Number.isInteger(patchSize) || patchSize < 16 || patchSize % 16 !== 0) throw invalidInput(`patchSize must be a multiple of 16, got ${patchSize}`, { settings: ['patchSize'] });
   const overlap = options.overlap ?? 0.5;
-  if (!(overlap >= 0 && overlap <= 0.9)) throw invalidInput(`--overlap must be a fraction in [0, 0.9], got ${overlap}`);
+  if (!(overlap >= 0 && overlap <= 0.9)) throw invalidInput(`overlap must be a fraction in [0, 0.9], got ${overlap}`, { settings: ['overlap'] });
   const swBatch = options.swBatch ?? 2;
-  if (!Number.isInteger(swBatch) || swBatch < 1) throw invalidInput(`--sw-batch must be an integer >= 1, got ${swBatch}`);
+  if (!Number.isInteger(swBatch) || swBatch < 1) throw invalidInput(`swBatch must be an integer >= 1, got ${swBatch}`, { settings: ['swBatch'] });
   const constraints = Float32Array.from(data.constraints);
   for (const [name, value] of Object.entries(options.constraints ?? {})) {
     if (!Number.isFinite(value)) throw invalidInput(`constraint ${name} must be a number, got ${value}`);
@@ -178,7 +178,7 @@ export async function predictFiles(checkpoint: string, inputs: string[], outDir:
   const dicomOutputs = options.dicomOut ? outputs.map((output) => join(options.dicomOut!, basename(output).replace(/\.npz$/, '.dcm'))) : [];
   if (!options.overwrite) {
     const existing = [...outputs, ...dicomOutputs].find((path) => existsSync(path));
-    if (existing) throw invalidInput(`${existing} already exists; pass --overwrite to replace it`);
+    if (existing) throw invalidInput(`${existing} already exists; set overwrite to replace it`, { settings: ['overwrite'] });
   }
   await mkdir(outDir, { recursive: true });
   if (options.dicomOut) await mkdir(options.dicomOut, { recursive: true });

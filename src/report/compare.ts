@@ -134,7 +134,7 @@ export function writeComparison(dir: string, comparison: Comparison, overwrite: 
   const csv = join(dir, 'comparison.csv');
   if (!overwrite) {
     for (const path of [markdown, csv]) {
-      if (existsSync(path)) throw invalidInput(`${path} already exists; pass --overwrite to replace it or --out DIR to write elsewhere`);
+      if (existsSync(path)) throw invalidInput(`${path} already exists; set overwrite to replace it, or choose another folder`, { settings: ['overwrite'] });
     }
   }
   mkdirSync(dir, { recursive: true });

@@ -14,7 +14,7 @@ import { loadCase, type CaseData } from '../data/case.js';
 import { buildModelInput } from '../data/inputs.js';
 import { splitDataset, type DatasetSplit } from '../data/split.js';
 import { mapStructures, structureKey } from '../data/structures.js';
-import { invalidInput, VmatError } from '../errors.js';
+import { invalidInput, isAbortError, VmatError } from '../errors.js';
 import type { NativeTrainCase } from '../native/addon.js';
 import { callNative } from '../native/call.js';
 import { loadNative } from '../native/loader.js';
@@ -101,7 +101,12 @@ export class Trainer {
       const cases: NativeTrainCase[] = [];
       for (let i = 0; i < files.length; i++) {
         if (options.signal?.aborted) break;
-        const item = await this.loadTrainingCase(join(settings.dataDir, files[i]!), settings, options.signal);
+        // An abort while a case loads stops the run as one during training does: fit resolves, stop reason aborted.
+        const item = await this.loadTrainingCase(join(settings.dataDir, files[i]!), settings, options.signal).catch((error: unknown) => {
+          if (isAbortError(error)) return undefined;
+          throw error;
+        });
+        if (!item) break;
         await emit({ type: 'load', case: ids[i]!, index: i + 1, of: files.length, warnings: item.warnings });
         cases.push(item.case);
       }
@@ -132,7 +137,7 @@ export class Trainer {
                 }),
                 native,
               ),
-            { onProgress: (event) => void emit(event), signal: options.signal, threads: settings.threads || undefined },
+            { onProgress: (event) => void emit(event), signal: options.signal, threads: settings.threads || undefined, abort: 'result' },
           );
       await emit.flush();
       summary = {
@@ -200,9 +205,9 @@ export class Trainer {
   /** Creates (or checks, on resume) the run folder and returns the settings of the run. */
   private async prepareRunFolder(runDir: string, given: TrainConfig, input: TrainConfigInput, options: FitOptions): Promise<TrainConfig> {
     const exists = existsSync(runDir);
-    if (options.resume && options.overwrite) throw invalidInput('--resume and --overwrite exclude each other: continue the run or replace it');
+    if (options.resume && options.overwrite) throw invalidInput('resume and overwrite exclude each other: continue the run or replace it', { settings: ['resume', 'overwrite'] });
     if (options.resume) {
-      if (!existsSync(runPaths(runDir).trainingConfig)) throw invalidInput(`cannot resume ${runDir}: it has no ${RUN_FILES.trainingConfig} (start it without --resume)`);
+      if (!existsSync(runPaths(runDir).trainingConfig)) throw invalidInput(`cannot resume ${runDir}: it has no ${RUN_FILES.trainingConfig} (start it without resume)`, { settings: ['resume'] });
       const saved = readTrainingConfig(runDir);
       // The saved settings, with the fields the caller gave explicitly on top (e.g. more epochs, another device).
       const explicit = Object.fromEntries(Object.entries(input).filter(([, value]) => value !== undefined));
@@ -212,11 +217,11 @@ export class Trainer {
     }
     if (exists) {
       if (!options.overwrite) {
-        throw invalidInput(`the run folder ${runDir} already exists: pass --resume to continue it or --overwrite to replace it (or choose another --exp-name)`);
+        throw invalidInput(`the run folder ${runDir} already exists: set resume to continue it or overwrite to replace it (or choose another expName)`, { settings: ['resume', 'overwrite', 'expName'] });
       }
       const entries = await readdir(runDir);
       if (entries.length > 0 && !entries.includes(RUN_FILES.trainingConfig)) {
-        throw invalidInput(`${runDir} exists and is not a run folder (no ${RUN_FILES.trainingConfig}): it is not replaced; choose another --exp-name or --log-dir`);
+        throw invalidInput(`${runDir} exists and is not a run folder (no ${RUN_FILES.trainingConfig}): it is not replaced; choose another expName or logDir`, { settings: ['expName', 'logDir'] });
       }
       await rm(runDir, { recursive: true, force: true });
     }

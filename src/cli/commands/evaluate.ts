@@ -7,6 +7,7 @@ import { invalidInput } from '../../errors.js';
 import type { CaseEvaluation } from '../../eval/evaluate.js';
 import { evaluatePredictions, evaluateRun, evaluationProgressLine, type EvaluationProgress, type EvaluationResult } from '../../eval/run.js';
 import { RUN_FILES } from '../../run/index.js';
+import { deviceOption } from '../options.js';
 import { note } from '../output.js';
 
 export interface EvaluateFlags {
@@ -60,7 +61,7 @@ export function register(program: Command): void {
     .option('--pred <path>', 'a prediction case file (<case>_pred.npz) or a folder of them')
     .option('--ref <path>', 'the reference case file or a folder of case files (cases pair by case id)')
     .option('--out <dir>', `output folder (default: ${RUN_FILES.evaluation}/ next to the predictions, or RUN/${RUN_FILES.evaluation})`)
-    .option('--device <device>', 'gamma (and prediction) on auto, cpu, cuda or cuda:N', 'auto')
+    .addOption(deviceOption('where gamma (and prediction) run'))
     .option('--threads <n>', 'CPU threads (default: all cores)')
     .option('--overwrite', 'replace existing evaluation files')
     .option('--json', 'print one JSON document')

@@ -9,6 +9,7 @@ import { encodeNpy, parseNpy } from '../../data/npy.js';
 import { invalidInput } from '../../errors.js';
 import { doseVolumeOf, gammaIndex, type DoseVolume, type GammaResult } from '../../eval/gamma.js';
 import { writeFileAtomic } from '../../io/atomic.js';
+import { deviceOption } from '../options.js';
 import { note, parseNumberList, printJson } from '../output.js';
 
 interface GammaOptions {
@@ -95,7 +96,7 @@ export function register(program: Command): void {
     .option('--interp-fraction <n>', 'search step = DTA / n', '10')
     .option('--max-gamma <g>', 'search up to DTA · g; larger gammas are reported as g', '2')
     .option('--spacing <z,y,x>', 'voxel size in mm of .npy inputs')
-    .option('--device <device>', 'auto, cpu, cuda or cuda:N', 'auto')
+    .addOption(deviceOption('where the gamma search runs'))
     .option('--threads <n>', 'CPU threads (default: all cores)')
     .option('--out <file.npy>', 'also write the gamma volume (float32, NaN where not evaluated)')
     .option('--overwrite', 'replace an existing --out file')

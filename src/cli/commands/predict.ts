@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 
 import { invalidInput } from '../../errors.js';
 import { expandInputs, predictFiles } from '../../predict/predict.js';
+import { deviceOption } from '../options.js';
 import { note, printJson } from '../output.js';
 
 function integer(flag: string, text: string, min: number): number {
@@ -20,7 +21,7 @@ export function register(program: Command): void {
     .option('--patch-size <n>', 'sliding-window patch edge, a multiple of 16', '128')
     .option('--overlap <f>', 'overlap of neighbouring windows', '0.5')
     .option('--sw-batch <n>', 'windows per network call', '2')
-    .option('--device <device>', 'auto, cpu, cuda or cuda:N', 'auto')
+    .addOption(deviceOption('where the network runs'))
     .option('--threads <n>', 'CPU threads of libtorch (0: its default)', '0')
     .option('--constraint <slot=value...>', 'override a constraint slot (name like rectum_v70, or index 0-12); repeatable')
     .option('--dicom-out <dir>', 'also write each prediction as an RTDOSE <case>_pred.dcm here (cases made by `import dicom`)')

@@ -24,6 +24,12 @@ function defaultText(field: TrainField): string {
   return ` (default: ${Array.isArray(value) ? value.join(',') : String(value)})`;
 }
 
+/** The schema's words for what a value may be, where they say more than the placeholder (not for flags and folders). */
+function allowedText(field: TrainField): string {
+  const { kind, allowed } = TRAIN_FIELDS[field];
+  return kind === 'boolean' || allowed.startsWith('a folder') ? '' : `; ${allowed}`;
+}
+
 async function readConfigFile(path: string): Promise<Record<string, unknown>> {
   let text: string;
   try {
@@ -84,7 +90,7 @@ export function progressPrinter(tty: boolean) {
 export function addTrainFlags(command: Command, options: { except?: TrainField[] } = {}): Command {
   for (const [field, spec] of Object.entries(TRAIN_FIELDS) as [TrainField, (typeof TRAIN_FIELDS)[TrainField]][]) {
     if (options.except?.includes(field)) continue;
-    command.option(`${flagOf(field)}${placeholder(field)}`, `${spec.help}${defaultText(field)}`);
+    command.option(`${flagOf(field)}${placeholder(field)}`, `${spec.help}${allowedText(field)}${defaultText(field)}${'required' in spec && spec.required ? ' (required, here or in --config)' : ''}`);
   }
   return command;
 }
