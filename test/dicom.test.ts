@@ -220,7 +220,7 @@ describe.skipIf(!tools)('import dicom: a plastimatch CT + RTSTRUCT + RTDOSE (+ R
     const out = tempDir('vmat-dicom-rel-');
     const refused = await importDicom(fixtures.relative, { out });
     expect(refused.cases).toHaveLength(0);
-    expect(refused.failed[0]!.reason).toMatch(/RELATIVE units; give the dose in Gy that 1\.0 stands for with --prescription-gy/);
+    expect(refused.failed[0]!.reason).toMatch(/RELATIVE units; give the dose in Gy that 1\.0 stands for as prescriptionGy/);
     const scaled = await importDicom(fixtures.relative, { out, prescriptionGy: 70 });
     const data = await loadCase(scaled.cases[0]!.path);
     expect(maxAbsDiff(data.dose!, p1.dose!)).toBeLessThan(1e-4);
@@ -286,7 +286,7 @@ describe.skipIf(!tools)('vmat-native import dicom: bad input', () => {
     expect((await importDicom(fixtures.sets.P1!, { out })).cases).toHaveLength(1);
     const again = runCli(['import', 'dicom', fixtures.sets.P1!, '--out', out]);
     expect(again.status).toBe(1);
-    expect(again.stdout).toMatch(/P1 {2}not imported: \S+P1\.npz already exists; pass --overwrite/);
+    expect(again.stdout).toMatch(/P1 {2}not imported: \S+P1\.npz already exists; set overwrite \(--overwrite\)/);
     expect((await importDicom(fixtures.sets.P1!, { out, overwrite: true })).cases).toHaveLength(1);
     const empty = tempDir('vmat-dicom-empty-');
     const none = runCli(['import', 'dicom', empty, '--out', tempDir()]);

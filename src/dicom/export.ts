@@ -128,7 +128,7 @@ export async function exportRtDose(data: CaseData, options: ExportRtDoseOptions)
   if (!data.dose) throw invalidInput(`the case ${data.caseId} holds no dose to export`);
   if (!options.out) throw invalidInput('out must name the .dcm file to write');
   if (!existsSync(dirname(resolve(options.out)))) throw invalidInput(`cannot write ${options.out}: the folder ${dirname(options.out)} does not exist`);
-  if (!options.overwrite && existsSync(options.out)) throw invalidInput(`${options.out} already exists: choose another name or pass --overwrite (overwrite)`);
+  if (!options.overwrite && existsSync(options.out)) throw invalidInput(`${options.out} already exists: choose another name or set overwrite to replace it`, { settings: ['overwrite'] });
   let max = 0;
   for (let i = 0; i < data.dose.length; i++) {
     const value = data.dose[i]!;

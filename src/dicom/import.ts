@@ -9,7 +9,7 @@ import { join, relative, resolve } from 'node:path';
 
 import { saveCase, type CaseData } from '../data/case.js';
 import { deriveBodyMask } from '../data/sdf.js';
-import { invalidInput, isUserError } from '../errors.js';
+import { invalidInput, isUserError, VmatError } from '../errors.js';
 import { conditioningFor } from '../sites/conditioning.js';
 import { loadSiteProfile, structureMatcher } from '../sites/profile.js';
 import { readCtSeries } from './ct.js';
@@ -65,6 +65,8 @@ export interface FailedCase {
   /** the case's structure set, which names it */
   structureSet: string;
   reason: string;
+  /** the settings the reason names (so that the CLI can add their flags) */
+  settings: string[];
 }
 
 export interface ImportDicomResult {
@@ -121,7 +123,7 @@ export async function importDicom(dir: string, options: ImportDicomOptions): Pro
       result.cases.push(event);
     } catch (error) {
       if (!isUserError(error)) throw error;
-      event = { status: 'failed', caseId, patientId: files.patientId, structureSet: shown(files.structureSet.path), reason: error.message };
+      event = { status: 'failed', caseId, patientId: files.patientId, structureSet: shown(files.structureSet.path), reason: error.message, settings: error instanceof VmatError ? [...error.settings] : [] };
       result.failed.push(event);
     }
     options.onCase?.(event);
@@ -131,7 +133,7 @@ export async function importDicom(dir: string, options: ImportDicomOptions): Pro
 
 async function importCase(files: CaseFiles, caseId: string, options: ImportDicomOptions): Promise<ImportedCase> {
   const path = join(options.out, `${caseId}.npz`);
-  if (!options.overwrite && existsSync(path)) throw invalidInput(`${path} already exists; pass --overwrite (overwrite) to replace it`);
+  if (!options.overwrite && existsSync(path)) throw invalidInput(`${path} already exists; set overwrite to replace it`, { settings: ['overwrite'] });
   const profile = loadSiteProfile(options.site);
   const call = { threads: options.threads, signal: options.signal };
   const frame = files.ct[0]!.frameOfReferenceUid;

@@ -34,9 +34,9 @@ export async function readDoseGrid(path: string, options: ReadDoseOptions = {}):
   const object = parseDicom(name, new Uint8Array(await readFile(path)));
   const units = (object.string('x30040002') ?? '').toUpperCase();
   const type = (object.string('x30040004') ?? '').toUpperCase();
-  if (units !== 'GY' && units !== 'RELATIVE') throw invalidInput(`${name}: the RTDOSE has Dose Units '${units || '(none)'}': expected GY (or RELATIVE with --prescription-gy)`);
+  if (units !== 'GY' && units !== 'RELATIVE') throw invalidInput(`${name}: the RTDOSE has Dose Units '${units || '(none)'}': expected GY (or RELATIVE with prescriptionGy)`, { settings: ['prescriptionGy'] });
   if (units === 'RELATIVE' && options.prescriptionGy === undefined) {
-    throw invalidInput(`${name}: the RTDOSE is in RELATIVE units; give the dose in Gy that 1.0 stands for with --prescription-gy (prescriptionGy)`);
+    throw invalidInput(`${name}: the RTDOSE is in RELATIVE units; give the dose in Gy that 1.0 stands for as prescriptionGy`, { settings: ['prescriptionGy'] });
   }
   if (type === 'ERROR') throw invalidInput(`${name}: the RTDOSE has Dose Type ERROR (a dose difference), not a dose`);
 

@@ -126,7 +126,7 @@ export async function evaluatePredictions(predPath: string, refPath: string, out
   const outputs = [...pairs.map((pair) => paths.caseFile(pair.caseId)), paths.cases, paths.summary];
   const existing = outputs.filter((file) => existsSync(file));
   if (existing.length > 0 && !options.overwrite) {
-    throw invalidInput(`${existing[0]} already exists${existing.length > 1 ? ` (and ${existing.length - 1} more)` : ''}: choose another --out or pass --overwrite`);
+    throw invalidInput(`${existing[0]} already exists${existing.length > 1 ? ` (and ${existing.length - 1} more)` : ''}: choose another out folder or set overwrite`, { settings: ['out', 'overwrite'] });
   }
   if (unpredicted.length > 0) options.onProgress?.({ type: 'unpredicted', files: unpredicted });
 

@@ -186,7 +186,7 @@ export async function predictFiles(checkpoint: string, inputs: string[], outDir:
     const started = Date.now();
     const data = await loadCase(inputs[i]!);
     if (options.dicomOut && typeof data.metadata.frame_of_reference_uid !== 'string') {
-      throw invalidInput(`${inputs[i]} was not imported from DICOM (it records no frame of reference), so --dicom-out cannot place its dose; use \`export dicom --reference DIR\``);
+      throw invalidInput(`${inputs[i]} was not imported from DICOM (it records no frame of reference), so dicomOut cannot place its dose; export it with a reference CT folder instead (exportRtDose with reference)`, { settings: ['dicomOut'] });
     }
     const predicted = await predictCase(checkpoint, data, options);
     try {

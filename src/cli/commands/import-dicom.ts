@@ -6,6 +6,7 @@ import { importDicom, type FailedCase, type ImportedCase } from '../../dicom/imp
 import { mappingText, parseStructureMap } from '../../dicom/rtstruct.js';
 import { invalidInput } from '../../errors.js';
 import { note, printJson } from '../output.js';
+import { withFlagNames } from '../program.js';
 
 interface ImportDicomFlags {
   out: string;
@@ -34,8 +35,8 @@ async function readStructureMap(path: string): Promise<Record<string, string>> {
 
 const mm = (values: readonly number[]) => values.map((v) => Number(v.toFixed(3))).join(' × ');
 
-function caseLines(event: ImportedCase | FailedCase): string[] {
-  if (event.status === 'failed') return [`${event.caseId}  not imported: ${event.reason}`];
+function caseLines(event: ImportedCase | FailedCase, command: Command): string[] {
+  if (event.status === 'failed') return [`${event.caseId}  not imported: ${withFlagNames(invalidInput(event.reason, { settings: event.settings }), command)}`];
   const [z, y, x] = event.shape;
   const dose = event.dose
     ? `dose ${event.dose.summationType}${event.dose.files > 1 ? ` of ${event.dose.files} files` : ''}, max ${event.dose.maxGy.toFixed(2)} Gy`
@@ -62,7 +63,7 @@ export function register(parent: Command): void {
     .option('--overwrite', 'replace existing case files')
     .option('--threads <n>', 'CPU threads of the native kernels (default: all cores)')
     .option('--json', 'print one JSON document: { cases, failed, problems, skipped }')
-    .action(async (src: string, flags: ImportDicomFlags) => {
+    .action(async (src: string, flags: ImportDicomFlags, command: Command) => {
       const structureMap = flags.structureMap ? await readStructureMap(flags.structureMap) : undefined;
       const prescriptionGy = flags.prescriptionGy === undefined ? undefined : Number(flags.prescriptionGy);
       if (prescriptionGy !== undefined && !(Number.isFinite(prescriptionGy) && prescriptionGy > 0)) {
@@ -81,7 +82,7 @@ export function register(parent: Command): void {
         onProgress: tty ? (event) => process.stderr.write(`\rscanning ${event.done}/${event.total} files\x1b[K`) : undefined,
         onCase: (event) => {
           if (tty) process.stderr.write('\r\x1b[K');
-          if (!flags.json) process.stdout.write(`${caseLines(event).join('\n')}\n`);
+          if (!flags.json) process.stdout.write(`${caseLines(event, command).join('\n')}\n`);
         },
       });
       if (tty) process.stderr.write('\r\x1b[K');
