@@ -4,7 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 
-import { isUserError } from '../errors.js';
+import { invalidInput, isUserError, userMessage } from '../errors.js';
 import { VERSION } from '../version.js';
 import { commands } from './commands/index.js';
 
@@ -18,7 +18,38 @@ export function buildProgram(): Command {
     .exitOverride();
   for (const register of commands) register(program);
   program.commands.forEach((command) => command.exitOverride());
+  program.hook('preAction', (_, command) => refuseEmptyValues(command));
   return program;
+}
+
+/**
+ * `--threads ''` (an unset shell variable) must not read as 0 or as a default: an empty value is refused for every
+ * option and argument of every command, before the command runs.
+ */
+function refuseEmptyValues(command: Command): void {
+  for (const option of command.options) {
+    const value: unknown = command.getOptionValue(option.attributeName());
+    if (value === '' || (Array.isArray(value) && value.includes(''))) {
+      throw invalidInput(`${option.long ?? option.flags} was given an empty value: give it one, as in ${option.flags.replace(/^-\w, /, '')}`);
+    }
+  }
+  command.registeredArguments.forEach((argument, index) => {
+    const value: unknown = command.processedArgs[index];
+    if (value === '' || (Array.isArray(value) && value.includes(''))) throw invalidInput(`the argument <${argument.name()}> is empty: expected ${argument.description || 'a value'}`);
+  });
+}
+
+let stdoutGuarded = false;
+
+/** A full disk or a closed pipe on stdout (`--json > file`) ends the command with a sentence, not a stack. */
+function guardStdout(): void {
+  if (stdoutGuarded) return;
+  stdoutGuarded = true;
+  process.stdout.on('error', (error: Error & { code?: string }) => {
+    if (error.code === 'EPIPE') return; // the reader went away (`| head`): nothing left to say
+    process.stderr.write(`vmat-native: ${isUserError(error) ? userMessage(error, 'cannot write the output') : `cannot write the output: ${error.message}`}\n`);
+    process.exitCode = 1;
+  });
 }
 
 /**
@@ -39,6 +70,7 @@ export async function runCli(argv: string[]): Promise<number> {
   const program = buildProgram();
   const args = normaliseFlagSpelling(argv);
   const verbose = args.includes('--verbose');
+  guardStdout();
   try {
     await program.parseAsync(args, { from: 'user' });
     // A command may report failure without throwing (e.g. a failed self-check) by setting process.exitCode.
@@ -49,7 +81,7 @@ export async function runCli(argv: string[]): Promise<number> {
       return error.exitCode === 0 ? 0 : 1;
     }
     if (isUserError(error)) {
-      process.stderr.write(`vmat-native: ${error.message}\n`);
+      process.stderr.write(`vmat-native: ${userMessage(error)}\n`);
       if (verbose && error.stack) process.stderr.write(`${error.stack}\n`);
       return 1;
     }
