@@ -38,7 +38,7 @@ export function invalidInput(message: string, options?: { cause?: unknown }): Vm
 
 /**
  * System errors that are the user's conditions (a full disk, a folder given as a file, a missing permission), with
- * their cause and remedy in words: they are user errors even where Node gives no path (a write to a full disk).
+ * their cause and remedy in words.
  */
 const SYSTEM_CAUSES: Readonly<Record<string, string>> = {
   ENOSPC: 'the disk is full (ENOSPC): free some space or write elsewhere',
@@ -59,13 +59,16 @@ const SYSTEM_CAUSES: Readonly<Record<string, string>> = {
   ELOOP: 'too many symbolic links (ELOOP)',
 };
 
+/** Conditions of the machine rather than of a path: Node reports them on a read or write, without the path. */
+const CONDITIONS_WITHOUT_PATH: ReadonlySet<string> = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'EISDIR', 'ENOTDIR', 'EROFS', 'EIO', 'EMFILE', 'ENFILE']);
+
 const SYSCALL_VERBS: Readonly<Record<string, string>> = { scandir: 'list', lstat: 'stat', copyfile: 'copy', fsync: 'write', close: 'write' };
 
 export function isUserError(error: unknown): error is Error & { code: string } {
   if (!(error instanceof Error)) return false;
   const code = (error as { code?: unknown }).code;
   if (typeof code !== 'string') return false;
-  if (USER_ERROR_CODES.has(code) || code in SYSTEM_CAUSES) return true;
+  if (USER_ERROR_CODES.has(code) || CONDITIONS_WITHOUT_PATH.has(code)) return true;
   // Other file-system errors on paths the user named.
   return /^E[A-Z]+$/.test(code) && 'path' in error;
 }

@@ -23,20 +23,24 @@ export function buildProgram(): Command {
 }
 
 /**
- * `--threads ''` (an unset shell variable) must not read as 0 or as a default: an empty value is refused for every
- * option and argument of every command, before the command runs.
+ * `--threads ''` (an unset shell variable) must not read as 0 or as a default: an empty (or blank) value is refused
+ * for every option and argument of every command, before the command runs.
  */
 function refuseEmptyValues(command: Command): void {
   for (const option of command.options) {
     const value: unknown = command.getOptionValue(option.attributeName());
-    if (value === '' || (Array.isArray(value) && value.includes(''))) {
+    if (isBlank(value) || (Array.isArray(value) && value.some(isBlank))) {
       throw invalidInput(`${option.long ?? option.flags} was given an empty value: give it one, as in ${option.flags.replace(/^-\w, /, '')}`);
     }
   }
   command.registeredArguments.forEach((argument, index) => {
     const value: unknown = command.processedArgs[index];
-    if (value === '' || (Array.isArray(value) && value.includes(''))) throw invalidInput(`the argument <${argument.name()}> is empty: expected ${argument.description || 'a value'}`);
+    if (isBlank(value) || (Array.isArray(value) && value.some(isBlank))) throw invalidInput(`the argument <${argument.name()}> is empty: expected ${argument.description || 'a value'}`);
   });
+}
+
+function isBlank(value: unknown): boolean {
+  return typeof value === 'string' && value.trim() === '';
 }
 
 let stdoutGuarded = false;
