@@ -158,11 +158,8 @@ describe('arrays and pickles whose headers lie', () => {
     expect(value.a).toBe(2n ** 8000n + 1n);
     expect(value.b).toBe(-(2n ** 700n));
     expect(value.c).toBe(2n ** 63n);
-    // A 4 MiB integer took minutes (quadratic); it is refused at once.
-    const huge = pickleOf(op.proto, op.long4(new Uint8Array(4 << 20).fill(7)), op.stop);
-    const started = Date.now();
-    expect(() => unpickle(huge, 'huge')).toThrow(/an integer of 4194304 bytes is longer than the 1024 bytes read/);
-    expect(Date.now() - started).toBeLessThan(5000);
+    expect(() => unpickle(pickleOf(op.proto, op.long4(new Uint8Array(2048).fill(7)), op.stop), 'long')).toThrow(/an integer of 2048 bytes is longer than the 1024 bytes read/);
+    // A 4 MiB integer took minutes (quadratic): read in a child process, so that a hang fails the test.
     const path = file('bigint.npz', predecessorZip(pickleOf(op.proto, op.emptyDict, op.shortUnicode('n'), op.long4(new Uint8Array(4 << 20).fill(7)), op.setitem, op.stop)));
     expectOneSentence(runCli(['inspect', path], { timeoutMs: 60_000 }), /'metadata' in .*bigint\.npz is not a readable pickle: an integer of 4194304 bytes/);
   });
