@@ -3,6 +3,7 @@
 #include <napi.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <string>
 
 #include "js_error.h"
@@ -17,12 +18,14 @@ using vmat::binding::CallSync;
 using vmat::binding::PromiseWorker;
 
 int64_t IntegerArgument(const Napi::CallbackInfo& call, size_t index, const char* what) {
-  if (!call[index].IsNumber()) {
-    auto error = Napi::TypeError::New(call.Env(), std::string(what) + " must be a number");
+  const double value = call[index].IsNumber() ? call[index].As<Napi::Number>().DoubleValue() : NAN;
+  // Int64Value() would quietly saturate 1e300 or truncate 8.5: only whole numbers within int64 go through.
+  if (!(std::floor(value) == value && std::fabs(value) < 9.0e15)) {
+    auto error = Napi::TypeError::New(call.Env(), std::string(what) + " must be a whole number");
     error.Set("code", "VMAT_INVALID_INPUT");
     throw error;
   }
-  return call[index].As<Napi::Number>().Int64Value();
+  return static_cast<int64_t>(value);
 }
 
 std::string StringArgument(const Napi::CallbackInfo& call, size_t index, const char* what) {
@@ -41,15 +44,12 @@ vmat::UNetConfig ConfigFrom(const Napi::CallbackInfo& call) {
   return config;
 }
 
-// modelSummary(inChannels, baseChannels) -> { parameters, layers: [{ name, shape, parameters }] }
+// modelSummary(inChannels, baseChannels) -> { parameters, layers: [{ name, shape, parameters }] }, without allocating
 Napi::Value ModelSummary(const Napi::CallbackInfo& call) {
   auto env = call.Env();
   const auto config = ConfigFrom(call);
-  const auto layers = CallSync(env, [&] {
-    config.validate();
-    torch::NoGradGuard no_grad;
-    return vmat::parameter_summary(*vmat::BaselineUNet3D(config));
-  });
+  // Worked out from the config: printing the table of a wide network must not build it.
+  const auto layers = CallSync(env, [&] { return vmat::parameter_layout(config); });
   auto list = Napi::Array::New(env, layers.size());
   double total = 0;
   for (size_t i = 0; i < layers.size(); ++i) {

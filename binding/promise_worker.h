@@ -51,7 +51,9 @@ class PromiseWorker : public Napi::AsyncProgressQueueWorker<char> {
   std::vector<Napi::Reference<Napi::Value>> retained_;
   const ExecutionProgress* progress_ = nullptr;
   std::string error_code_ = "VMAT_INTERNAL";
+  std::string name_;
   int threads_ = 0;
+  std::string threads_error_;  // set when `threads` is out of bounds: the call rejects with it before any work
 };
 
 }  // namespace vmat::binding

@@ -3,8 +3,10 @@
  * metadata of a checkpoint. The network itself runs in the native core.
  */
 import { existsSync } from 'node:fs';
+import { totalmem } from 'node:os';
 
-import { invalidInput } from './errors.js';
+import { MAX_BASE_CHANNELS, MAX_STRUCTURES } from './config/schema.js';
+import { invalidInput, VmatError, type VmatErrorCode } from './errors.js';
 import { callNative } from './native/call.js';
 import { loadNative } from './native/loader.js';
 
@@ -38,14 +40,17 @@ export interface ModelShapeOptions {
 function shapeOf(options: ModelShapeOptions): { inChannels: number; baseChannels: number } {
   const inChannels = options.inChannels ?? 9;
   const baseChannels = options.baseChannels ?? 48;
-  if (!Number.isInteger(inChannels) || inChannels < 1) throw invalidInput(`in-channels must be a positive integer, got ${inChannels}`);
-  if (!Number.isInteger(baseChannels) || baseChannels < 8 || baseChannels % 8 !== 0) {
-    throw invalidInput(`base-channels must be a positive multiple of 8 (GroupNorm has 8 groups), got ${baseChannels}`);
+  if (!Number.isInteger(inChannels) || inChannels < 1 || inChannels > MAX_STRUCTURES + 1) {
+    throw invalidInput(`inChannels must be an integer from 1 to ${MAX_STRUCTURES + 1} (1 CT + one per structure), got ${inChannels}`);
+  }
+  if (!Number.isInteger(baseChannels) || baseChannels < 8 || baseChannels % 8 !== 0 || baseChannels > MAX_BASE_CHANNELS) {
+    throw invalidInput(`baseChannels must be a multiple of 8 (GroupNorm has 8 groups) from 8 to ${MAX_BASE_CHANNELS}, got ${baseChannels}`);
   }
   return { inChannels, baseChannels };
 }
 
-/** The parameter table of BaselineUNet3D for these widths (23,732,801 parameters at 9 inputs, base 48). */
+/** The parameter table of BaselineUNet3D for these widths (23,732,801 parameters at 9 inputs, base 48), worked out
+ * without building the network. */
 export function modelSummary(options: ModelShapeOptions = {}): ModelSummary {
   const { inChannels, baseChannels } = shapeOf(options);
   return loadNative().modelSummary(inChannels, baseChannels);
@@ -59,6 +64,7 @@ export function parseModelConfig(json: string): ModelConfig {
   } catch {
     throw invalidInput('the checkpoint metadata "config" is not valid JSON');
   }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalidInput('the checkpoint metadata "config" is not a JSON object');
   const int = (key: string): number => {
     const value = raw[key];
     if (typeof value !== 'number' || !Number.isInteger(value)) throw invalidInput(`the checkpoint config has no integer "${key}"`);
@@ -91,6 +97,15 @@ export async function saveInitialWeights(
   if (!Number.isSafeInteger(seed) || seed < 0) throw invalidInput(`the seed must be a non-negative integer, got ${seed}`);
   if (!path.endsWith('.safetensors')) throw invalidInput(`the checkpoint file name must end in .safetensors, got ${path}`);
   if (existsSync(path) && !options.overwrite) throw invalidInput(`${path} already exists; set overwrite to replace it`, { settings: ['overwrite'] });
+  // The weights and the initialisation's temporaries: checked before the network is built, not found out by it.
+  const { parameters } = modelSummary({ inChannels, baseChannels });
+  const needed = parameters * 4 * 2;
+  if (needed > totalmem()) {
+    throw new VmatError(
+      'VMAT_OUT_OF_MEMORY',
+      `a base-${baseChannels} network has ${parameters.toLocaleString('en-US')} parameters and needs about ${(needed / 2 ** 30).toFixed(1)} GiB to build, more than this machine's ${(totalmem() / 2 ** 30).toFixed(1)} GiB: use a smaller baseChannels`,
+    );
+  }
   const native = loadNative();
   const result = await callNative((callOptions) => native.saveInitialWeights(path, inChannels, baseChannels, seed, callOptions), {
     signal: options.signal,
@@ -108,7 +123,15 @@ export interface CheckpointMetadata {
 
 /** The metadata of a safetensors checkpoint, reading only its header. */
 export function readCheckpointMetadata(path: string): CheckpointMetadata {
-  const metadata = loadNative().readCheckpointMetadata(path);
+  let metadata: Record<string, string>;
+  try {
+    metadata = loadNative().readCheckpointMetadata(path);
+  } catch (error) {
+    // The addon's errors carry the code; the library throws VmatError, as its asynchronous calls do.
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === 'string' && code.startsWith('VMAT_')) throw new VmatError(code as VmatErrorCode, (error as Error).message, { cause: error });
+    throw error;
+  }
   return {
     metadata,
     config: metadata.config === undefined ? undefined : parseModelConfig(metadata.config),

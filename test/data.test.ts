@@ -153,7 +153,7 @@ describe('case files', () => {
     ['masks_not_binary', /'masks' is not a 0\/1 mask: expected values 0 or 1, found 2/],
     ['masks_shape', /'masks' has the wrong shape: expected \[S,8,10,12\]/],
     ['masks_missing', /'masks' is missing/],
-    ['spacing_zero', /'spacing_mm' is not a valid voxel spacing: expected 3 positive millimetre values, found \[2.5, 0, 1\]/],
+    ['spacing_zero', /'spacing_mm' is not a valid voxel spacing: expected 3 millimetre values from 0.001 to 100, found \[2.5, 0, 1\]/],
     ['structures_count', /'structures' does not match masks: expected 8 names/],
     ['constraints_length', /'constraints' has the wrong shape: expected \[13\], found \[12\]/],
   ];

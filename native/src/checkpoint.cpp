@@ -1,5 +1,6 @@
 #include "vmat/checkpoint.h"
 
+#include <set>
 #include <sstream>
 
 #include "vmat/error.h"
@@ -8,7 +9,6 @@
 namespace vmat {
 
 namespace {
-
 
 UNetConfig config_of(const Metadata& metadata, const std::string& path) {
   const auto config = metadata.find("config");
@@ -44,30 +44,33 @@ LoadedModel load_model(const std::string& path, const torch::Device& device) {
   LoadedModel loaded;
   loaded.config = config_of(file.metadata, path);
   loaded.metadata = std::move(file.metadata);
-  loaded.model = BaselineUNet3D(loaded.config);
   const auto architecture = "a " + std::to_string(loaded.config.in_channels) + "-input, base-" +
                             std::to_string(loaded.config.base_channels) + " BaselineUNet3D";
+  // The tensors are checked against the parameters the config implies before the network is built, so that the
+  // network allocated is never larger than the file (a small file whose config claims huge widths is refused).
+  const auto layout = parameter_layout(loaded.config);
+  std::set<std::string> expected;
+  for (const auto& layer : layout) {
+    expected.insert(layer.name);
+    const auto found = file.tensors.find(layer.name);
+    require(found != file.tensors.end(), path + " does not match " + architecture + ": tensor \"" + layer.name + "\" is missing");
+    require(found->second.sizes() == c10::IntArrayRef(layer.shape),
+            path + " does not match " + architecture + ": tensor \"" + layer.name + "\" has shape " +
+                shape_text(found->second.sizes()) + ", expected " + shape_text(layer.shape));
+    require(at::isFloatingType(found->second.scalar_type()), path + ": tensor \"" + layer.name + "\" is not floating point");
+    // Weights that are not finite give a prediction that is not finite: refuse them here, naming the tensor.
+    const int64_t not_finite = (~torch::isfinite(found->second)).sum().item<int64_t>();
+    require(not_finite == 0, path + ": tensor \"" + layer.name + "\" holds " + std::to_string(not_finite) +
+                                 (not_finite == 1 ? " value that is" : " values that are") +
+                                 " NaN or infinite (the training that wrote it diverged?): use an earlier checkpoint");
+  }
+  for (const auto& entry : file.tensors)
+    require(expected.count(entry.first) > 0,
+            path + " does not match " + architecture + ": it has an unexpected tensor \"" + entry.first + "\"");
+  loaded.model = BaselineUNet3D(loaded.config);
   {
     torch::NoGradGuard no_grad;
-    size_t matched = 0;
-    for (auto& item : loaded.model->named_parameters()) {
-      const auto found = file.tensors.find(item.key());
-      require(found != file.tensors.end(),
-              path + " does not match " + architecture + ": tensor \"" + item.key() + "\" is missing");
-      require(found->second.sizes() == item.value().sizes(),
-              path + " does not match " + architecture + ": tensor \"" + item.key() + "\" has shape " +
-                  shape_text(found->second.sizes()) + ", expected " + shape_text(item.value().sizes()));
-      require(at::isFloatingType(found->second.scalar_type()),
-              path + ": tensor \"" + item.key() + "\" is not floating point");
-      item.value().copy_(found->second);
-      ++matched;
-    }
-    if (matched != file.tensors.size()) {
-      const auto parameters = loaded.model->named_parameters();
-      for (const auto& entry : file.tensors)
-        require(parameters.contains(entry.first),
-                path + " does not match " + architecture + ": it has an unexpected tensor \"" + entry.first + "\"");
-    }
+    for (auto& item : loaded.model->named_parameters()) item.value().copy_(file.tensors.at(item.key()));
   }
   loaded.model->to(device);
   return loaded;

@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <limits>
+#include <unordered_set>
 
 #include "vmat/error.h"
 
@@ -54,10 +55,12 @@ class Parser {
         ++pos_;
         return value;
       }
+      // A set, not find(): a header of a million keys must not take a million² comparisons.
+      std::unordered_set<std::string> keys;
       while (true) {
         if (peek() != '"') fail("expected a string key");
         std::string key = parse_string();
-        if (value.find(key)) fail("duplicate key \"" + key + "\"");
+        if (!keys.insert(key).second) fail("duplicate key \"" + key + "\"");
         expect(':');
         value.object.emplace_back(std::move(key), parse_value(depth + 1));
         if (peek() == ',') {

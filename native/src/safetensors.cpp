@@ -1,5 +1,6 @@
 #include "vmat/safetensors.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -49,7 +50,13 @@ using File = std::unique_ptr<FILE, FileCloser>;
 File open_for_reading(const std::string& path) {
   FILE* file = std::fopen(path.c_str(), "rb");
   if (!file) throw Error(ErrorCode::Io, "cannot read " + path + ": " + std::strerror(errno));
-  return File(file);
+  File owned(file);
+  // fopen opens a folder for reading on Linux; reading it then fails with a misleading "shorter than 8 bytes".
+  struct stat info {};
+  if (::fstat(::fileno(file), &info) == 0 && !S_ISREG(info.st_mode))
+    throw Error(ErrorCode::InvalidInput, path + " is " + (S_ISDIR(info.st_mode) ? "a folder" : "not a regular file") +
+                                             ": expected a .safetensors file");
+  return owned;
 }
 
 [[noreturn]] void not_safetensors(const std::string& path, const std::string& why) {
@@ -161,7 +168,15 @@ TensorFile load_tensors(const std::string& path) {
   TensorFile result;
   result.metadata = metadata_of(header.json, path);
   const uint64_t data_bytes = header.file_size - header.data_start;
-  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  // First every description is checked (dtype, shape, offsets within the data, no two tensors sharing bytes), then
+  // the tensors are allocated: memory never exceeds the file's data, whatever the header claims.
+  struct Described {
+    const std::string* name;
+    const DtypeName* dtype;
+    std::vector<int64_t> sizes;
+    uint64_t begin, end;
+  };
+  std::vector<Described> described;
   for (const auto& entry : header.json.object) {
     const std::string& name = entry.first;
     if (name == "__metadata__") continue;
@@ -180,6 +195,7 @@ TensorFile load_tensors(const std::string& path) {
     for (const auto& candidate : kDtypes)
       if (dtype->string == candidate.name) known = &candidate;
     if (!known) bad("has dtype \"" + dtype->string + "\", which is not supported (F64, F32, F16, BF16, I64, I32, U8, BOOL)");
+    if (shape->array.size() > 32) bad("has " + std::to_string(shape->array.size()) + " dimensions, more than the 32 supported");
     std::vector<int64_t> sizes;
     uint64_t numel = 1;
     for (const auto& dim : shape->array) {
@@ -189,24 +205,31 @@ TensorFile load_tensors(const std::string& path) {
       numel *= static_cast<uint64_t>(dim.integer);
     }
     const int64_t begin = offsets->array[0].integer, end = offsets->array[1].integer;
+    if (numel > (uint64_t{1} << 62) / c10::elementSize(known->type)) bad("is too large");
     const uint64_t bytes = numel * c10::elementSize(known->type);
     if (begin < 0 || end < begin || static_cast<uint64_t>(end) > data_bytes)
       bad("has data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) + "] outside the " +
           std::to_string(data_bytes) + " data bytes");
     if (static_cast<uint64_t>(end - begin) != bytes)
       bad("has " + std::to_string(end - begin) + " data bytes but its dtype and shape need " + std::to_string(bytes));
-    ranges.emplace_back(begin, end);
-    auto tensor = torch::empty(sizes, torch::TensorOptions().dtype(known->type));
-    if (bytes > 0) {
-      if (std::fseek(file.get(), static_cast<long>(header.data_start + begin), SEEK_SET) != 0 ||
-          std::fread(tensor.data_ptr(), 1, bytes, file.get()) != bytes)
-        throw Error(ErrorCode::Io, "cannot read tensor \"" + name + "\" of " + path);
-    }
-    result.tensors.emplace(name, std::move(tensor));
+    described.push_back({&name, known, std::move(sizes), static_cast<uint64_t>(begin), static_cast<uint64_t>(end)});
   }
-  std::sort(ranges.begin(), ranges.end());
-  for (size_t i = 1; i < ranges.size(); ++i)
-    if (ranges[i].first < ranges[i - 1].second) not_safetensors(path, "two tensors share data bytes");
+  std::vector<const Described*> by_offset;
+  for (const auto& tensor : described) by_offset.push_back(&tensor);
+  std::sort(by_offset.begin(), by_offset.end(), [](const Described* a, const Described* b) { return a->begin < b->begin; });
+  for (size_t i = 1; i < by_offset.size(); ++i)
+    if (by_offset[i]->begin < by_offset[i - 1]->end)
+      not_safetensors(path, "tensors \"" + *by_offset[i - 1]->name + "\" and \"" + *by_offset[i]->name + "\" share data bytes");
+  for (const auto& tensor : described) {
+    auto data = torch::empty(tensor.sizes, torch::TensorOptions().dtype(tensor.dtype->type));
+    const uint64_t bytes = tensor.end - tensor.begin;
+    if (bytes > 0) {
+      if (std::fseek(file.get(), static_cast<long>(header.data_start + tensor.begin), SEEK_SET) != 0 ||
+          std::fread(data.data_ptr(), 1, bytes, file.get()) != bytes)
+        throw Error(ErrorCode::Io, "cannot read tensor \"" + *tensor.name + "\" of " + path);
+    }
+    result.tensors.emplace(*tensor.name, std::move(data));
+  }
   return result;
 }
 

@@ -17,6 +17,19 @@ namespace {
 constexpr int64_t kGroups = 8;
 constexpr const char* kArchitecture = "BaselineUNet3D";
 
+// (input, output) widths of the five encoder and four decoder blocks: the network and its parameter layout both
+// come from this one table.
+struct BlockWidths {
+  int64_t encoder[5][2];
+  int64_t decoder[4][2];
+};
+
+BlockWidths block_widths(const UNetConfig& config) {
+  const int64_t b = config.base_channels;
+  return {{{config.in_channels, b}, {b, 2 * b}, {2 * b, 4 * b}, {4 * b, 8 * b}, {8 * b, 8 * b}},
+          {{16 * b, 4 * b}, {8 * b, 2 * b}, {4 * b, b}, {2 * b, b}}};
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- config
@@ -52,12 +65,17 @@ UNetConfig UNetConfig::from_json(const std::string& text) {
 }
 
 void UNetConfig::validate() const {
-  require(in_channels >= 1, "in_channels must be at least 1, got " + std::to_string(in_channels));
-  require(cond_dim >= 1, "cond_dim must be at least 1, got " + std::to_string(cond_dim));
-  require(embed_dim >= 1, "embed_dim must be at least 1, got " + std::to_string(embed_dim));
+  const auto within = [](const char* name, int64_t value, int64_t most) {
+    require(value >= 1 && value <= most,
+            std::string(name) + " must be from 1 to " + std::to_string(most) + ", got " + std::to_string(value));
+  };
+  within("in_channels", in_channels, kMaxInChannels);
+  within("cond_dim", cond_dim, kMaxCondDim);
+  within("embed_dim", embed_dim, kMaxEmbedDim);
   // GroupNorm(8) needs every block width (b, 2b, 4b, 8b) divisible by 8.
-  require(base_channels >= kGroups && base_channels % kGroups == 0,
-          "base_channels must be a positive multiple of 8 (GroupNorm has 8 groups), got " + std::to_string(base_channels));
+  require(base_channels >= kGroups && base_channels % kGroups == 0 && base_channels <= kMaxBaseChannels,
+          "base_channels must be a multiple of 8 (GroupNorm has 8 groups) from 8 to " + std::to_string(kMaxBaseChannels) +
+              ", got " + std::to_string(base_channels));
 }
 
 bool UNetConfig::operator==(const UNetConfig& other) const {
@@ -102,13 +120,12 @@ BaselineUNet3DImpl::BaselineUNet3DImpl(const UNetConfig& config) : config_(confi
   cond = register_module("cond", nn::Sequential(nn::Linear(config_.cond_dim, e), nn::SiLU(), nn::Linear(e, e)));
   enc = register_module("enc", nn::ModuleList());
   dec = register_module("dec", nn::ModuleList());
-  const int64_t encoder[5][2] = {{config_.in_channels, b}, {b, 2 * b}, {2 * b, 4 * b}, {4 * b, 8 * b}, {8 * b, 8 * b}};
-  const int64_t decoder[4][2] = {{16 * b, 4 * b}, {8 * b, 2 * b}, {4 * b, b}, {2 * b, b}};
-  for (const auto& io : encoder) {
+  const auto widths = block_widths(config_);
+  for (const auto& io : widths.encoder) {
     encoder_blocks_.emplace_back(io[0], io[1], e);
     enc->push_back(encoder_blocks_.back());
   }
-  for (const auto& io : decoder) {
+  for (const auto& io : widths.decoder) {
     decoder_blocks_.emplace_back(io[0], io[1], e);
     dec->push_back(decoder_blocks_.back());
   }
@@ -158,6 +175,44 @@ std::vector<LayerSummary> parameter_summary(const torch::nn::Module& module) {
   for (const auto& item : module.named_parameters()) {
     layers.push_back({item.key(), item.value().sizes().vec(), item.value().numel()});
   }
+  return layers;
+}
+
+std::vector<LayerSummary> parameter_layout(const UNetConfig& config) {
+  config.validate();
+  std::vector<LayerSummary> layers;
+  const auto add = [&](const std::string& name, std::vector<int64_t> shape) {
+    int64_t count = 1;
+    for (const auto size : shape) count *= size;
+    layers.push_back({name, std::move(shape), count});
+  };
+  // Each module's weight then bias, in registration order (ResBlockImpl, BaselineUNet3DImpl).
+  const auto linear = [&](const std::string& name, int64_t in, int64_t out) {
+    add(name + ".weight", {out, in});
+    add(name + ".bias", {out});
+  };
+  const auto conv = [&](const std::string& name, int64_t in, int64_t out, int64_t kernel) {
+    add(name + ".weight", {out, in, kernel, kernel, kernel});
+    add(name + ".bias", {out});
+  };
+  const auto norm = [&](const std::string& name, int64_t channels) {
+    add(name + ".weight", {channels});
+    add(name + ".bias", {channels});
+  };
+  const auto block = [&](const std::string& name, const int64_t io[2]) {
+    conv(name + ".conv1", io[0], io[1], 3);
+    norm(name + ".norm1", io[1]);
+    linear(name + ".film", config.embed_dim, 2 * io[1]);
+    conv(name + ".conv2", io[1], io[1], 3);
+    norm(name + ".norm2", io[1]);
+    if (io[0] != io[1]) conv(name + ".skip", io[0], io[1], 1);
+  };
+  linear("cond.0", config.cond_dim, config.embed_dim);
+  linear("cond.2", config.embed_dim, config.embed_dim);
+  const auto widths = block_widths(config);
+  for (int i = 0; i < 5; ++i) block("enc." + std::to_string(i), widths.encoder[i]);
+  for (int i = 0; i < 4; ++i) block("dec." + std::to_string(i), widths.decoder[i]);
+  conv("head", config.base_channels, 1, 1);
   return layers;
 }
 

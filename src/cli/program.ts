@@ -4,7 +4,7 @@
  */
 import { Command, CommanderError, Help, type Option } from 'commander';
 
-import { isUserError, VmatError } from '../errors.js';
+import { invalidInput, isUserError, userMessage, VmatError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { commands } from './commands/index.js';
 
@@ -20,6 +20,7 @@ export function buildProgram(): Command {
     .configureHelp({ optionDescription: describeOption });
   for (const register of commands) register(program);
   program.commands.forEach((command) => command.exitOverride());
+  program.hook('preAction', (_, command) => refuseEmptyValues(command));
   return program;
 }
 
@@ -27,6 +28,40 @@ export function buildProgram(): Command {
 function describeOption(this: Help, option: Option): string {
   const description = Help.prototype.optionDescription.call(this, option);
   return option.mandatory ? `${description} (required)` : description;
+}
+
+/**
+ * `--threads ''` (an unset shell variable) must not read as 0 or as a default: an empty (or blank) value is refused
+ * for every option and argument of every command, before the command runs.
+ */
+function refuseEmptyValues(command: Command): void {
+  for (const option of command.options) {
+    const value: unknown = command.getOptionValue(option.attributeName());
+    if (isBlank(value) || (Array.isArray(value) && value.some(isBlank))) {
+      throw invalidInput(`${option.long ?? option.flags} was given an empty value: give it one, as in ${option.flags.replace(/^-\w, /, '')}`);
+    }
+  }
+  command.registeredArguments.forEach((argument, index) => {
+    const value: unknown = command.processedArgs[index];
+    if (isBlank(value) || (Array.isArray(value) && value.some(isBlank))) throw invalidInput(`the argument <${argument.name()}> is empty: expected ${argument.description || 'a value'}`);
+  });
+}
+
+function isBlank(value: unknown): boolean {
+  return typeof value === 'string' && value.trim() === '';
+}
+
+let stdoutGuarded = false;
+
+/** A full disk or a closed pipe on stdout (`--json > file`) ends the command with a sentence, not a stack. */
+function guardStdout(): void {
+  if (stdoutGuarded) return;
+  stdoutGuarded = true;
+  process.stdout.on('error', (error: Error & { code?: string }) => {
+    if (error.code === 'EPIPE') return; // the reader went away (`| head`): nothing left to say
+    process.stderr.write(`vmat-native: ${isUserError(error) ? userMessage(error, 'cannot write the output') : `cannot write the output: ${error.message}`}\n`);
+    process.exitCode = 1;
+  });
 }
 
 /**
@@ -67,6 +102,7 @@ export async function runCli(argv: string[]): Promise<number> {
   program.hook('preAction', (_program, command) => {
     running = command;
   });
+  guardStdout();
   try {
     await program.parseAsync(args, { from: 'user' });
     // A command may report failure without throwing (e.g. a failed self-check) by setting process.exitCode.
@@ -77,7 +113,7 @@ export async function runCli(argv: string[]): Promise<number> {
       return error.exitCode === 0 ? 0 : 1;
     }
     if (isUserError(error)) {
-      process.stderr.write(`vmat-native: ${withFlagNames(error, running)}\n`);
+      process.stderr.write(`vmat-native: ${error instanceof VmatError ? withFlagNames(error, running) : userMessage(error)}\n`);
       if (verbose && error.stack) process.stderr.write(`${error.stack}\n`);
       return 1;
     }

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 
+import { sameStructurePair, structureNameProblem } from '../data/structures.js';
 import { invalidInput } from '../errors.js';
 
 /** The model's 8 structure channels, in order (spec/data.md). */
@@ -21,10 +22,19 @@ interface Field {
   required?: boolean;
 }
 
-const int = (min: number) => z.number().int().min(min);
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.number().int().min(min).max(max);
 const positive = z.number().positive().finite();
 const nonNegative = z.number().min(0).finite();
 const fraction = z.number().min(0).lt(1);
+
+/** The widest network the core builds (BaselineUNet3D at b = 256 has 655 million parameters, 2.6 GB). */
+export const MAX_BASE_CHANNELS = 256;
+/** Input channels are 1 CT + one per structure; the core takes at most 256. */
+export const MAX_STRUCTURES = 255;
+/** Beyond any prescription: the model's output is multiplied by it, and 1e300 would make every dose Infinity. */
+export const MAX_NORMALISATION_DOSE_GY = 1000;
+/** A bound whatever the machine: the native call path refuses more than 4 threads per CPU core besides. */
+export const MAX_THREADS = 1024;
 
 export const TRAIN_FIELDS = {
   dataDir: { schema: z.string().min(1), kind: 'string', allowed: 'a folder of case files', help: 'folder of case files (*.npz)', required: true },
@@ -37,14 +47,16 @@ export const TRAIN_FIELDS = {
   },
   logDir: { schema: z.string().min(1).default('runs'), kind: 'string', allowed: 'a folder', help: 'parent folder of run folders' },
   epochs: { schema: int(1).default(200), kind: 'integer', allowed: 'an integer >= 1', help: 'maximum number of epochs' },
-  batchSize: { schema: int(1).default(2), kind: 'integer', allowed: 'an integer >= 1', help: 'patches per optimizer step' },
+  // Upper bounds: what one batch can hold (a 512³ patch of 9 channels is 4.8 GB of input alone), so that a typo
+  // is refused at once instead of failing minutes later on an allocation.
+  batchSize: { schema: int(1, 1024).default(2), kind: 'integer', allowed: 'an integer from 1 to 1024', help: 'patches per optimizer step' },
   patchSize: {
-    schema: int(16).refine((v) => v % 16 === 0).default(128),
+    schema: int(16, 512).refine((v) => v % 16 === 0).default(128),
     kind: 'integer',
-    allowed: 'a multiple of 16, >= 16',
+    allowed: 'a multiple of 16 from 16 to 512',
     help: 'edge of the cubic training and sliding-window patch, voxels',
   },
-  patchesPerVolume: { schema: int(1).default(4), kind: 'integer', allowed: 'an integer >= 1', help: 'patches drawn per training case per epoch' },
+  patchesPerVolume: { schema: int(1, 10000).default(4), kind: 'integer', allowed: 'an integer from 1 to 10000', help: 'patches drawn per training case per epoch' },
   lr: { schema: positive.default(1e-4), kind: 'number', allowed: 'a number > 0', help: 'AdamW learning rate (start of the cosine schedule)' },
   weightDecay: { schema: nonNegative.default(0.01), kind: 'number', allowed: 'a number >= 0', help: 'AdamW weight decay' },
   betas: {
@@ -64,15 +76,20 @@ export const TRAIN_FIELDS = {
   patience: { schema: int(1).default(50), kind: 'integer', allowed: 'an integer >= 1', help: 'early stopping: epochs without a better validation MAE' },
   seed: { schema: int(0).max(2 ** 31 - 1).default(42), kind: 'integer', allowed: 'an integer in [0, 2^31)', help: 'seed of the split, weights, sampling and augmentation' },
   baseChannels: {
-    schema: int(8).refine((v) => v % 8 === 0).default(48),
+    schema: int(8, MAX_BASE_CHANNELS).refine((v) => v % 8 === 0).default(48),
     kind: 'integer',
-    allowed: 'a multiple of 8 (GroupNorm has 8 groups), >= 8',
+    allowed: `a multiple of 8 (GroupNorm has 8 groups) from 8 to ${MAX_BASE_CHANNELS}`,
     help: 'width of the first U-Net level',
   },
   structures: {
-    schema: z.array(z.string().min(1)).min(1).default([...DEFAULT_STRUCTURES]),
+    schema: z
+      .array(z.string().refine((name) => !structureNameProblem(name)))
+      .min(1)
+      .max(MAX_STRUCTURES)
+      .refine((names) => !sameStructurePair(names))
+      .default([...DEFAULT_STRUCTURES]),
     kind: 'list',
-    allowed: 'a comma-separated list of structure names',
+    allowed: `a comma-separated list of 1 to ${MAX_STRUCTURES} distinct structure names (compared ignoring case, spaces, '_' and '-')`,
     help: 'structure channels of the model, in order',
   },
   useGradientLoss: { schema: z.boolean().default(false), kind: 'boolean', allowed: 'true or false', help: 'add the Sobel gradient loss' },
@@ -80,16 +97,26 @@ export const TRAIN_FIELDS = {
   negativePenaltyWeight: { schema: nonNegative.default(0.1), kind: 'number', allowed: 'a number >= 0', help: 'weight of the negative-dose penalty' },
   valSplit: { schema: fraction.default(0.1), kind: 'number', allowed: 'a fraction in [0, 1)', help: 'fraction of cases for validation (at least 1)' },
   testSplit: { schema: fraction.default(0.1), kind: 'number', allowed: 'a fraction in [0, 1)', help: 'fraction of cases held out for testing' },
-  normalisationDoseGy: { schema: positive.default(70), kind: 'number', allowed: 'a number of Gy > 0', help: 'the model sees dose / this' },
+  normalisationDoseGy: {
+    schema: positive.max(MAX_NORMALISATION_DOSE_GY).default(70),
+    kind: 'number',
+    allowed: `a number of Gy above 0, at most ${MAX_NORMALISATION_DOSE_GY}`,
+    help: 'the model sees dose / this',
+  },
   device: {
     schema: z.string().regex(/^(auto|cpu|cuda(:\d+)?)$/).default('auto'),
     kind: 'string',
     allowed: 'auto, cpu, cuda or cuda:N',
     help: 'where to train',
   },
-  threads: { schema: int(0).default(0), kind: 'integer', allowed: 'an integer >= 0 (0: libtorch default)', help: 'CPU threads of libtorch' },
+  threads: {
+    schema: int(0, MAX_THREADS).default(0),
+    kind: 'integer',
+    allowed: `an integer from 0 to ${MAX_THREADS} (0: libtorch default; the native core also refuses more than 4 per CPU core)`,
+    help: 'CPU threads of libtorch',
+  },
   numWorkers: { schema: int(1).max(64).default(2), kind: 'integer', allowed: 'an integer in [1, 64]', help: 'patch loader threads' },
-  swBatch: { schema: int(1).default(2), kind: 'integer', allowed: 'an integer >= 1', help: 'sliding-window patches per forward pass (validation)' },
+  swBatch: { schema: int(1, 1024).default(2), kind: 'integer', allowed: 'an integer from 1 to 1024', help: 'sliding-window patches per forward pass (validation)' },
   overlap: { schema: z.number().min(0).max(0.9).default(0.5), kind: 'number', allowed: 'a fraction in [0, 0.9]', help: 'sliding-window overlap (validation)' },
 } satisfies Record<string, Field>;
 
@@ -111,13 +138,18 @@ export function flagOf(field: string): string {
   return `--${field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 }
 
+/** A value as a message shows it: at most 80 characters, whatever it is (a config file may nest 100 000 deep). */
 function describeValue(value: unknown): string {
-  if (typeof value === 'string') return `'${value}'`;
-  try {
-    return JSON.stringify(value) ?? String(value);
-  } catch {
-    return String(value);
+  let text: string;
+  if (typeof value === 'string') text = `'${value}'`;
+  else {
+    try {
+      text = JSON.stringify(value) ?? String(value);
+    } catch {
+      text = Array.isArray(value) ? 'an array nested too deeply to show' : typeof value === 'object' && value ? 'an object nested too deeply to show' : typeof value;
+    }
   }
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
 /** Validates and fills in defaults; an invalid or unknown field is one sentence naming it, the value and what is allowed. */
@@ -129,7 +161,7 @@ export function parseTrainConfig(input: unknown): TrainConfig {
   for (const key of Object.keys(input)) {
     if (key === 'inChannels') continue; // derived; present in a saved training_config.json
     if (!known.has(key)) {
-      throw invalidInput(`unknown training setting '${key}'; known settings: ${[...known].join(', ')}`);
+      throw invalidInput(`unknown training setting ${describeValue(key)}; known settings: ${[...known].join(', ')}`);
     }
   }
   const record = input as Record<string, unknown>;

@@ -9,7 +9,7 @@ import { readNpz } from './npz.js';
 import { writeNpz } from './npz.js';
 import type { NpyArray, WritableNpyArray } from './npy.js';
 import { unpickle } from './pickle.js';
-import { CANONICAL_STRUCTURES } from './structures.js';
+import { CANONICAL_STRUCTURES, sameStructurePair, structureNameProblem } from './structures.js';
 import { loadSiteProfile, shippedSites } from '../sites/profile.js';
 
 export interface CaseData {
@@ -64,6 +64,17 @@ export interface CaseProblem {
 }
 
 export const FORMAT_1 = 'vmat-native-1';
+/** Voxel spacings outside this range (mm) are not a patient's: 1e300 would overflow every volume, 1e-300 vanish. */
+export const SPACING_RANGE_MM: readonly [number, number] = [0.001, 100];
+/** metadata_json nested deeper than this is refused (whoever writes it out again would overflow the stack). */
+const MAX_METADATA_DEPTH = 64;
+
+/** Why `values` is not a voxel spacing (3 finite millimetre values within SPACING_RANGE_MM), or undefined. */
+export function spacingProblem(values: readonly unknown[]): string | undefined {
+  const [low, high] = SPACING_RANGE_MM;
+  if (values.length === 3 && values.every((value) => typeof value === 'number' && value >= low && value <= high)) return undefined;
+  return `expected 3 millimetre values from ${low} to ${high}, found [${values.join(', ')}]`;
+}
 const CONSTRAINT_SLOTS = 13;
 const FORMAT_1_KEYS = ['ct', 'dose', 'masks', 'structures', 'spacing_mm', 'origin_mm', 'direction', 'constraints', 'body', 'masks_sdf', 'metadata_json'];
 const PREDECESSOR_KEYS = ['ct', 'dose', 'masks', 'masks_sdf', 'constraints', 'metadata'];
@@ -90,7 +101,6 @@ async function readCase(path: string, options: LoadCaseOptions): Promise<{ data?
   } catch (error) {
     const code = (error as { code?: string }).code;
     if (code === 'ENOENT') throw invalidInput(`${path} does not exist: expected a case file (.npz)`);
-    if (code === 'EISDIR') throw invalidInput(`${path} is a folder: expected a case file (.npz)`);
     if (code === 'VMAT_INVALID_INPUT') return { problems: [{ file: path, key: '', message: (error as Error).message }] };
     if (code && /^E[A-Z]+$/.test(code)) return { problems: [{ file: path, key: '', message: `${path} cannot be read: ${(error as Error).message}` }] };
     throw error;
@@ -124,6 +134,26 @@ class Checker {
       return this.report(key, 'has the wrong shape', shapeText, `[${array.shape.join(',')}]`);
     }
     return array as Numeric;
+  }
+
+  /** A volume with at least one voxel along every axis (a [0,32,32] volume holds no patient). */
+  nonEmpty<T extends Numeric>(key: string, array: T | undefined): T | undefined {
+    if (array && array.shape.some((size) => size === 0)) return this.report(key, 'has an empty axis', 'at least 1 voxel along each axis', `[${array.shape.join(',')}]`);
+    return array;
+  }
+
+  /** Structure names that are text (structureNameProblem) and name each structure once. */
+  structureNames(key: string, names: string[]): string[] | undefined {
+    for (const [index, name] of names.entries()) {
+      const problem = structureNameProblem(name);
+      if (problem) return this.report(key, `holds an unusable structure name at index ${index}`, 'printable names of 1 to 128 characters', problem);
+    }
+    const pair = sameStructurePair(names);
+    if (pair) {
+      const same = names[pair[0]] === names[pair[1]] ? 'the same name' : "names that differ only in case, spaces, '_' or '-'";
+      return this.report(key, 'names one structure twice', 'each structure once (rename or merge them)', `'${names[pair[0]]}' (index ${pair[0]}) and '${names[pair[1]]}' (index ${pair[1]}), ${same}`);
+    }
+    return names;
   }
 
   finite(key: string, data: ArrayLike<number>, nonNegative = false): boolean {
@@ -166,8 +196,9 @@ class Checker {
       if (fallback) return this.spacing('spacingMm', fallback, undefined, what);
       return this.report(key, 'is missing', `${what}, or the spacingMm setting (z,y,x) to supply it`, 'no spacing in the file', ['spacingMm']);
     }
-    if (values.length !== 3 || values.some((value) => !(typeof value === 'number' && Number.isFinite(value) && value > 0))) {
-      return this.report(key, 'is not a valid voxel spacing', '3 positive millimetre values', `[${values.join(', ')}]`);
+    if (spacingProblem(values)) {
+      const [low, high] = SPACING_RANGE_MM;
+      return this.report(key, 'is not a valid voxel spacing', `3 millimetre values from ${low} to ${high}`, `[${values.join(', ')}]`);
     }
     return values as [number, number, number];
   }
@@ -199,12 +230,26 @@ function constraintSlotsOf(metadata: Record<string, unknown>): number | undefine
   return typeof site === 'string' && shippedSites().includes(site) ? loadSiteProfile(site).conditioning.length : undefined;
 }
 
+/** How deeply a parsed JSON value nests, walked without recursion (it may nest deeper than the stack allows). */
+function depthOf(value: unknown): number {
+  let deepest = 0;
+  const pending: [unknown, number][] = [[value, 1]];
+  while (pending.length > 0) {
+    const [item, depth] = pending.pop()!;
+    if (item === null || typeof item !== 'object') continue;
+    deepest = Math.max(deepest, depth);
+    if (deepest > MAX_METADATA_DEPTH) return deepest;
+    for (const child of Object.values(item)) pending.push([child, depth + 1]);
+  }
+  return deepest;
+}
+
 function caseIdFromPath(path: string): string {
   return basename(path).replace(/\.npz$/i, '');
 }
 
 function readFormat1(checker: Checker, options: LoadCaseOptions): CaseData | undefined {
-  const ct = checker.numeric('ct', ['int16', 'float32'], [-1, -1, -1], '[Z,Y,X]');
+  const ct = checker.nonEmpty('ct', checker.numeric('ct', ['int16', 'float32'], [-1, -1, -1], '[Z,Y,X]'));
   const shape = ct ? (ct.shape as [number, number, number]) : undefined;
   const grid = shape ?? [-1, -1, -1];
   const gridText = shape ? `[${shape.join(',')}] (the CT grid)` : '[Z,Y,X]';
@@ -222,7 +267,7 @@ function readFormat1(checker: Checker, options: LoadCaseOptions): CaseData | und
   if (!structures) checker.report('structures', 'is missing', 'unicode names [S]', 'no such key');
   else if (structures.dtype !== 'str' || structures.shape.length !== 1) checker.report('structures', 'has the wrong type', 'unicode names [S]', `${describeDtype(structures)} [${structures.shape.join(',')}]`);
   else if (structureCount !== undefined && structures.data.length !== structureCount) checker.report('structures', 'does not match masks', `${structureCount} names (one per mask)`, `${structures.data.length}`);
-  else names = structures.data;
+  else names = checker.structureNames('structures', structures.data);
 
   const spacingArray = checker.numeric('spacing_mm', ['float64', 'float32', 'int64', 'int32'], [3], '[3] (z,y,x)', !options.spacingMm);
   const spacing = checker.spacing('spacing_mm', spacingArray ? Array.from(spacingArray.data as ArrayLike<number>, Number) : undefined, options.spacingMm, 'spacing_mm (z,y,x) in mm');
@@ -247,7 +292,8 @@ function readFormat1(checker: Checker, options: LoadCaseOptions): CaseData | und
     } else {
       try {
         const parsed: unknown = JSON.parse(metadataJson.data[0]!);
-        if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) checker.report('metadata_json', 'is not a JSON object', 'a JSON object', JSON.stringify(parsed).slice(0, 40));
+        if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) checker.report('metadata_json', 'is not a JSON object', 'a JSON object', String(JSON.stringify(parsed)).slice(0, 40));
+        else if (depthOf(parsed) > MAX_METADATA_DEPTH) checker.report('metadata_json', 'is nested too deeply', `at most ${MAX_METADATA_DEPTH} levels`, 'more');
         else metadata = parsed as Record<string, unknown>;
       } catch (error) {
         checker.report('metadata_json', 'is not valid JSON', 'a JSON object', (error as Error).message);
@@ -346,7 +392,7 @@ function readPredecessor(checker: Checker, options: LoadCaseOptions): CaseData |
   }
   if (!metadata) return undefined;
 
-  const ct = checker.numeric('ct', ['float32'], [-1, -1, -1], '[Y,X,Z] (predecessor axis order)');
+  const ct = checker.nonEmpty('ct', checker.numeric('ct', ['float32'], [-1, -1, -1], '[Y,X,Z] (predecessor axis order)'));
   const dims = ct ? (ct.shape as [number, number, number]) : undefined; // [Y, X, Z]
   const grid = dims ?? [-1, -1, -1];
   const gridText = dims ? `[${dims.join(',')}] (the CT grid, [Y,X,Z])` : '[Y,X,Z]';
@@ -369,7 +415,7 @@ function readPredecessor(checker: Checker, options: LoadCaseOptions): CaseData |
     (channels === 9 ? '2.4' : metadata.voxel_spacing_mm !== undefined ? '2.3' : '2.2');
   let names: string[] | undefined;
   const listed = metadata.structure_channels;
-  if (Array.isArray(listed) && listed.every((name) => typeof name === 'string') && listed.length === channels) names = listed as string[];
+  if (Array.isArray(listed) && listed.every((name) => typeof name === 'string') && listed.length === channels) names = checker.structureNames('metadata.structure_channels', listed as string[]);
   else if (channels === 8 || (channels === 9 && version === '2.4')) names = channels === 9 ? [...CANONICAL_STRUCTURES, 'PTV50.4'] : [...CANONICAL_STRUCTURES];
   else if (channels !== undefined) checker.report('masks', 'has an unexpected number of structure channels', `8 (9 with PTV50.4 in v2.4) or metadata.structure_channels naming each`, `${channels}`);
 
@@ -425,11 +471,15 @@ export async function saveCase(path: string, data: CaseData, options: SaveCaseOp
     if (!ok) throw invalidInput(`cannot save ${path}: ${key} must be ${expected}, found ${found}`);
   };
   check(data.shape.every((size) => Number.isInteger(size) && size > 0), 'shape', '3 positive integers [z,y,x]', `[${data.shape.join(',')}]`);
-  check(data.spacingMm.length === 3 && data.spacingMm.every((s) => Number.isFinite(s) && s > 0), 'spacingMm', '3 positive millimetre values', `[${data.spacingMm.join(',')}]`);
+  check(!spacingProblem(data.spacingMm), 'spacingMm', `3 millimetre values from ${SPACING_RANGE_MM[0]} to ${SPACING_RANGE_MM[1]}`, `[${data.spacingMm.join(',')}]`);
   check(data.ct.length === voxels, 'ct', `${voxels} values ([${data.shape.join(',')}])`, `${data.ct.length}`);
   check(data.masks.length === structures * voxels, 'masks', `${structures * voxels} values (${structures} structures × [${data.shape.join(',')}])`, `${data.masks.length}`);
   const slots = constraintSlotsOf(data.metadata);
   check(slots === undefined ? data.constraints.length > 0 : data.constraints.length === slots, 'constraints', slots === undefined ? 'at least 1 value' : `${slots} values`, `${data.constraints.length}`);
+  const badName = data.structures.map(structureNameProblem).findIndex((problem) => problem !== undefined);
+  check(badName < 0, `structures[${badName}]`, 'a printable name of 1 to 128 characters', `${structureNameProblem(data.structures[badName] ?? '')}`);
+  const pair = sameStructurePair(data.structures);
+  check(!pair, 'structures', 'each structure once', pair ? `'${data.structures[pair[0]]}' and '${data.structures[pair[1]]}'` : '');
   if (data.dose) check(data.dose.length === voxels, 'dose', `${voxels} values`, `${data.dose.length}`);
   if (data.body) check(data.body.length === voxels, 'body', `${voxels} values`, `${data.body.length}`);
   if (data.masksSdf) check(data.masksSdf.length === structures * voxels, 'masksSdf', `${structures * voxels} values`, `${data.masksSdf.length}`);

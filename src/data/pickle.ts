@@ -3,6 +3,10 @@
  * dicts, lists, tuples (as arrays), str, bytes, int, float, bool, None, and NumPy scalars and arrays of numbers or of
  * such objects, as NumPy 1.x (`numpy.core.*`) and 2.x (`numpy._core.*`) pickle them. Every other global is refused
  * by name and nothing is ever called: the allowed globals are recognised by name and interpreted here.
+ *
+ * Resources are bounded by the input: time is linear in its length (integers are converted in linear time and
+ * limited to MAX_INTEGER_BYTES), arrays must hold exactly the elements their shape declares, and the plain data
+ * built may expand (through shared references, a "billion laughs" pickle) to at most MAX_EXPANDED_BYTES.
  */
 import { invalidInput } from '../errors.js';
 
@@ -59,6 +63,14 @@ const ALLOWED = new Set([
   'collections.OrderedDict',
 ]);
 
+/** Longer integers than any metadata holds (8192 bits) are refused rather than converted. */
+export const MAX_INTEGER_BYTES = 1024;
+/**
+ * The most the plain data may weigh once every shared reference is written out (as JSON.stringify and the
+ * readers of metadata do): values count 8 bytes, strings and bytes their length.
+ */
+export const MAX_EXPANDED_BYTES = 64 << 20;
+
 const MARK = Symbol('mark');
 type StackItem = PickleValue | Global | Dtype | NdArray | typeof MARK | Map<unknown, unknown>;
 
@@ -97,7 +109,25 @@ export function unpickle(bytes: Uint8Array, label: string): PickleValue {
     if (mark === undefined) fail('expected a MARK, found none');
     return stack.splice(mark!);
   };
-  const utf8 = (data: Uint8Array) => new TextDecoder('utf-8').decode(data);
+  const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+  const utf8 = (data: Uint8Array) => {
+    try {
+      return utf8Decoder.decode(data);
+    } catch {
+      // Python writes lone surrogates with 'surrogatepass': such a str is not text any reader can use.
+      return fail(`a string at byte ${at - data.length} is not valid UTF-8 text`);
+    }
+  };
+  const integerText = (text: string) => {
+    if (text.length > MAX_INTEGER_BYTES * 3) fail(`an integer of ${text.length} digits is longer than the ${MAX_INTEGER_BYTES * 3} digits read`);
+    if (!/^[+-]?\d+$/.test(text)) fail(`expected an integer, found '${text.slice(0, 20)}'`);
+    const value = BigInt(text);
+    return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
+  };
+  const long = (length: number) => {
+    if (length > MAX_INTEGER_BYTES) fail(`an integer of ${length} bytes is longer than the ${MAX_INTEGER_BYTES} bytes read`);
+    return littleEndianSigned(take(length));
+  };
   const global = (module: string, name: string) => {
     const found = new Global(module, name);
     if (!ALLOWED.has(found.fullName)) {
@@ -180,7 +210,8 @@ export function unpickle(bytes: Uint8Array, label: string): PickleValue {
         const items = popMark();
         const list = top();
         if (!Array.isArray(list)) fail('APPENDS on something that is not a list');
-        (list as StackItem[]).push(...items);
+        // One at a time: spreading a long list into push() would overflow the call stack.
+        for (const item of items) (list as StackItem[]).push(item);
         break;
       }
       case 0x4e: // NONE
@@ -204,18 +235,18 @@ export function unpickle(bytes: Uint8Array, label: string): PickleValue {
         stack.push(u16());
         break;
       case 0x8a: // LONG1
-        stack.push(littleEndianSigned(take(u8())));
+        stack.push(long(u8()));
         break;
       case 0x8b: // LONG4
-        stack.push(littleEndianSigned(take(u32())));
+        stack.push(long(u32()));
         break;
       case 0x49: { // INT (text; "00"/"01" are False/True)
         const text = line().trim();
-        stack.push(text === '00' ? false : text === '01' ? true : Number(text));
+        stack.push(text === '00' ? false : text === '01' ? true : integerText(text));
         break;
       }
       case 0x4c: // LONG (text)
-        stack.push(Number(line().trim().replace(/L$/, '')));
+        stack.push(integerText(line().trim().replace(/L$/, '')));
         break;
       case 0x47: // BINFLOAT
         need(8);
@@ -318,8 +349,10 @@ export function unpickle(bytes: Uint8Array, label: string): PickleValue {
 
 function littleEndianSigned(data: Uint8Array): number | bigint {
   if (data.length === 0) return 0;
-  let value = 0n;
-  for (let i = data.length - 1; i >= 0; i--) value = (value << 8n) | BigInt(data[i]!);
+  // Through one hexadecimal string: shifting a BigInt byte by byte takes time quadratic in the length.
+  let hexDigits = '';
+  for (let i = data.length - 1; i >= 0; i--) hexDigits += data[i]!.toString(16).padStart(2, '0');
+  let value = BigInt(`0x${hexDigits}`);
   if (data[data.length - 1]! & 0x80) value -= 1n << BigInt(8 * data.length);
   return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
 }
@@ -352,7 +385,7 @@ function reduce(callable: Global, args: StackItem[], label: string): StackItem {
       throw invalidInput(`${label} holds a NumPy array (_frombuffer) whose arguments are not bytes, dtype and shape`);
     }
     const array = new NdArray();
-    array.shape = shape as number[];
+    array.shape = checkShape(shape, label);
     array.dtype = dtype;
     array.elements = decodeElements(dtype, buffer, product(array.shape), label);
     if (order === 'F' && array.shape.filter((size) => size > 1).length > 1) array.elements = fortranToC(array.elements, array.shape);
@@ -389,11 +422,13 @@ function build(target: StackItem, state: StackItem, label: string): void {
     if (!Array.isArray(state) || state.length < 5) throw invalidInput(`${label} holds a NumPy array with an unreadable state`);
     const [, shape, dtype, isFortran, data] = state as StackItem[];
     if (!(dtype instanceof Dtype) || !Array.isArray(shape)) throw invalidInput(`${label} holds a NumPy array without a dtype or shape`);
-    target.shape = shape as number[];
+    target.shape = checkShape(shape, label);
     target.dtype = dtype;
     const count = product(target.shape);
-    if (Array.isArray(data)) target.elements = data as PickleValue[];
-    else if (data instanceof Uint8Array) target.elements = decodeElements(dtype, data, count, label);
+    if (Array.isArray(data)) {
+      if (data.length !== count) throw invalidInput(`${label} holds a NumPy object array of shape (${target.shape.join(', ')}) with ${data.length} elements, expected ${count}`);
+      target.elements = data as PickleValue[];
+    } else if (data instanceof Uint8Array) target.elements = decodeElements(dtype, data, count, label);
     else throw invalidInput(`${label} holds a NumPy array whose data is neither bytes nor a list`);
     if (isFortran === true && target.shape.filter((size) => size > 1).length > 1) target.elements = fortranToC(target.elements, target.shape);
     return;
@@ -409,7 +444,18 @@ function product(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
+/** A shape of non-negative integers whose element count is a safe integer (it is checked against the data next). */
+function checkShape(shape: StackItem[], label: string): number[] {
+  if (shape.length > 32 || !shape.every((size) => typeof size === 'number' && Number.isSafeInteger(size) && size >= 0)) {
+    throw invalidInput(`${label} holds a NumPy array whose shape is not a list of at most 32 sizes`);
+  }
+  const sizes = shape as number[];
+  if (!Number.isSafeInteger(product(sizes))) throw invalidInput(`${label} holds a NumPy array of shape (${sizes.join(', ')}), more elements than any file holds`);
+  return sizes;
+}
+
 function decodeElements(dtype: Dtype, data: Uint8Array, count: number, label: string): PickleValue[] {
+  if (dtype.itemSize <= 0 && count > 0) throw invalidInput(`${label} holds a NumPy array of dtype ${dtype.kind}${dtype.size}, whose items have no size`);
   if (data.length < count * dtype.itemSize) {
     throw invalidInput(`${label} holds a NumPy array with ${data.length} bytes, expected ${count * dtype.itemSize}`);
   }
@@ -455,6 +501,9 @@ function decodeOne(dtype: Dtype, view: DataView, at: number, little: boolean, la
         for (let c = 0; c < dtype.size; c++) {
           const point = view.getUint32(at + c * 4, little);
           if (point === 0) break;
+          if (point > 0x10ffff || (point >= 0xd800 && point <= 0xdfff)) {
+            throw invalidInput(`${label} holds NumPy text that is not valid Unicode (code point 0x${point.toString(16)})`);
+          }
           text += String.fromCodePoint(point);
         }
         return text;
@@ -475,44 +524,75 @@ function fortranToC(elements: PickleValue[], shape: number[]): PickleValue[] {
   return out;
 }
 
-/** Turns the built objects into plain JS data: dict → object (keys as strings), ndarray → nested arrays (0-d → item). */
+/**
+ * Turns the built objects into plain JS data: dict → object (keys as strings), ndarray → nested arrays (0-d → item).
+ * An object referenced twice is built once, but weighs its full size at each reference (MAX_EXPANDED_BYTES); an
+ * object that contains itself is refused (its plain form would have no end).
+ */
 function toPlain(value: StackItem, label: string): PickleValue {
-  const done = new Map<unknown, PickleValue>();
+  const done = new Map<unknown, { value: PickleValue; bytes: number }>();
+  const building = new Set<unknown>();
+  let expanded = 0;
+  const charge = (bytes: number) => {
+    expanded += bytes;
+    if (expanded > MAX_EXPANDED_BYTES) {
+      throw invalidInput(
+        `${label} expands to more than ${MAX_EXPANDED_BYTES >> 20} MiB of data once its shared references are written out (a "billion laughs" pickle), far more than any metadata`,
+      );
+    }
+  };
   const convert = (item: StackItem, depth: number): PickleValue => {
-    if (depth > 200) throw invalidInput(`${label} is nested more than 200 levels deep (or refers to itself), which is not supported`);
+    if (depth > 200) throw invalidInput(`${label} is nested more than 200 levels deep, which is not supported`);
     if (item === MARK) throw invalidInput(`${label} leaves a MARK on the stack, which is not plain data`);
-    if (item === null || typeof item !== 'object' || item instanceof Uint8Array) return item as PickleValue;
-    if (done.has(item)) return done.get(item)!;
+    if (item === null || typeof item !== 'object') {
+      charge(typeof item === 'string' ? 8 + item.length : 8);
+      return item as PickleValue;
+    }
+    if (item instanceof Uint8Array) {
+      charge(8 + item.length);
+      return item;
+    }
+    const cached = done.get(item);
+    if (cached) {
+      charge(cached.bytes);
+      return cached.value;
+    }
+    if (building.has(item)) throw invalidInput(`${label} holds a list, dict or array that contains itself, which is not plain data`);
     if (item instanceof Global || item instanceof Dtype) {
       throw invalidInput(`${label} holds a ${item instanceof Global ? `reference to ${item.fullName}` : 'NumPy dtype'} as data, which is not supported`);
     }
+    const before = expanded;
+    building.add(item);
+    let result: PickleValue;
     if (item instanceof NdArray) {
       const elements = item.elements.map((element) => convert(element as StackItem, depth + 1));
       const nest = (offset: number, dim: number): PickleValue => {
         if (dim === item.shape.length) return elements[offset]!;
+        charge(8);
         const stride = product(item.shape.slice(dim + 1));
         return Array.from({ length: item.shape[dim]! }, (_, i) => nest(offset + i * stride, dim + 1));
       };
-      const result = nest(0, 0);
-      done.set(item, result);
-      return result;
-    }
-    if (Array.isArray(item)) {
-      const result: PickleValue[] = [];
-      done.set(item, result);
-      for (const element of item) result.push(convert(element as StackItem, depth + 1));
-      return result;
-    }
-    if (item instanceof Map) {
-      const result: { [key: string]: PickleValue } = {};
-      done.set(item, result);
+      result = nest(0, 0);
+    } else if (Array.isArray(item)) {
+      charge(8);
+      const list: PickleValue[] = [];
+      for (const element of item) list.push(convert(element as StackItem, depth + 1));
+      result = list;
+    } else if (item instanceof Map) {
+      charge(8);
+      const dict: { [key: string]: PickleValue } = {};
       for (const [key, element] of item) {
         const name = typeof key === 'string' ? key : JSON.stringify(convert(key as StackItem, depth + 1), (_, v) => (typeof v === 'bigint' ? v.toString() : v));
-        Object.defineProperty(result, name, { value: convert(element as StackItem, depth + 1), enumerable: true, writable: true, configurable: true });
+        if (typeof key === 'string') charge(8 + key.length);
+        Object.defineProperty(dict, name, { value: convert(element as StackItem, depth + 1), enumerable: true, writable: true, configurable: true });
       }
-      return result;
+      result = dict;
+    } else {
+      throw invalidInput(`${label} holds an object that is not plain data`);
     }
-    throw invalidInput(`${label} holds an object that is not plain data`);
+    building.delete(item);
+    done.set(item, { value: result, bytes: expanded - before });
+    return result;
   };
   return convert(value, 0);
 }

@@ -60,7 +60,7 @@ const settingsSchema = z
   .object({
     dosePercent: z.number().positive().finite().default(3),
     dtaMm: z.number().positive().finite().default(3),
-    cutoffPercent: z.number().min(0).finite().default(10),
+    cutoffPercent: z.number().min(0).max(100).default(10),
     /** Gy; default the maximum of the reference */
     normGy: z.number().positive().finite().optional(),
     local: z.boolean().default(false),
@@ -105,6 +105,11 @@ function checkVolume(volume: DoseVolume, what: string): void {
   }
   if (volume.spacingMm.length !== 3 || !volume.spacingMm.every((s) => Number.isFinite(s) && s > 0)) {
     throw invalidInput(`the ${what} spacing must be 3 positive millimetre values (z, y, x), found [${volume.spacingMm.join(', ')}]`);
+  }
+  // A negative or non-finite dose has no gamma: the pass rate would be computed from nonsense.
+  for (let i = 0; i < volume.data.length; i++) {
+    const value = volume.data[i]!;
+    if (!(value >= 0 && value < Infinity)) throw invalidInput(`the ${what} dose holds ${value} Gy at flat index ${i}: expected finite doses >= 0 Gy`);
   }
 }
 

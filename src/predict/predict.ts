@@ -6,6 +6,7 @@ import { existsSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 
+import { MAX_NORMALISATION_DOSE_GY } from '../config/schema.js';
 import { loadCase, saveCase, type CaseData } from '../data/case.js';
 import { buildModelInput } from '../data/inputs.js';
 import { exportRtDose } from '../dicom/export.js';
@@ -95,13 +96,18 @@ export function checkpointModel(checkpoint: string): CheckpointModel {
       throw invalidInput(`the checkpoint ${checkpoint} has unreadable "structures" metadata`);
     }
   }
-  if (!Array.isArray(structures) || structures.length + 1 !== config.inChannels) {
+  if (!Array.isArray(structures) || !structures.every((name) => typeof name === 'string') || structures.length + 1 !== config.inChannels) {
     throw invalidInput(
       `the checkpoint ${checkpoint} takes ${config.inChannels} input channels but names ${Array.isArray(structures) ? structures.length : 0} structures (expected 1 CT + one per structure)`,
     );
   }
   const normalisationDoseGy = metadata.normalisation_dose_gy === undefined ? 70 : Number(metadata.normalisation_dose_gy);
-  if (!(normalisationDoseGy > 0)) throw invalidInput(`the checkpoint ${checkpoint} has an invalid normalisation dose '${metadata.normalisation_dose_gy}'`);
+  // The network's output is multiplied by it: 1e300 or Infinity would turn every dose into Infinity.
+  if (!(normalisationDoseGy > 0 && normalisationDoseGy <= MAX_NORMALISATION_DOSE_GY)) {
+    throw invalidInput(
+      `the checkpoint ${checkpoint} has a normalisation dose of '${String(metadata.normalisation_dose_gy).slice(0, 40)}': expected a number of Gy above 0, at most ${MAX_NORMALISATION_DOSE_GY}`,
+    );
+  }
   return { inChannels: config.inChannels, baseChannels: config.baseChannels, structures, normalisationDoseGy };
 }
 
@@ -134,6 +140,13 @@ export async function predictCase(checkpoint: string, data: CaseData, options: P
       ),
     { signal: options.signal, threads: options.threads },
   );
+  const notFinite = dose.data.findIndex((value) => !Number.isFinite(value));
+  if (notFinite >= 0) {
+    throw new VmatError(
+      'VMAT_NOT_FINITE',
+      `the prediction of ${data.caseId} with ${checkpoint} holds ${dose.data[notFinite]} Gy at flat index ${notFinite}: the checkpoint gives no usable dose (nothing was written)`,
+    );
+  }
   if (!options.keepOutsideBody) for (let i = 0; i < body.length; i++) if (!body[i]) dose.data[i] = 0;
   return {
     ...data,

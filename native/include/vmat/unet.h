@@ -20,8 +20,13 @@ struct UNetConfig {
   std::string to_json() const;
   // Parses to_json()'s form; throws vmat::Error(InvalidInput) naming what is wrong.
   static UNetConfig from_json(const std::string& json);
-  // Throws vmat::Error(InvalidInput) unless every width is positive and the widths suit GroupNorm(8).
+  // Throws vmat::Error(InvalidInput) unless every width is positive, within the limits below (a checkpoint's
+  // metadata must not make the core build a network of gigabytes), and the widths suit GroupNorm(8).
   void validate() const;
+  static constexpr int64_t kMaxInChannels = 256;
+  static constexpr int64_t kMaxBaseChannels = 256;
+  static constexpr int64_t kMaxCondDim = 1024;
+  static constexpr int64_t kMaxEmbedDim = 4096;
   bool operator==(const UNetConfig& other) const;
   bool operator!=(const UNetConfig& other) const { return !(*this == other); }
 };
@@ -66,5 +71,8 @@ struct LayerSummary {
 
 int64_t count_parameters(const torch::nn::Module& module);
 std::vector<LayerSummary> parameter_summary(const torch::nn::Module& module);
+// The parameters BaselineUNet3D(config) has (names, shapes, counts, in named_parameters() order), worked out from
+// the config without building the network: a checkpoint is checked against it before anything is allocated.
+std::vector<LayerSummary> parameter_layout(const UNetConfig& config);
 
 }  // namespace vmat

@@ -1,11 +1,12 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 import type { Command } from 'commander';
 
-import { loadCase } from '../../data/case.js';
+import { loadCase, spacingProblem } from '../../data/case.js';
 import { encodeNpy, parseNpy } from '../../data/npy.js';
+import { defaultReadCeiling } from '../../data/npz.js';
 import { invalidInput } from '../../errors.js';
 import { doseVolumeOf, gammaIndex, type DoseVolume, type GammaResult } from '../../eval/gamma.js';
 import { writeFileAtomic } from '../../io/atomic.js';
@@ -37,8 +38,11 @@ function parseNumber(flag: string, text: string): number {
 /** A dose volume from a case file (dose and spacing from it) or a 3D .npy (spacing from --spacing). */
 export async function loadDoseVolume(path: string, spacing: [number, number, number] | undefined, role: string): Promise<DoseVolume> {
   if (!existsSync(path)) throw invalidInput(`the ${role} ${path} does not exist: expected a case file (.npz) or a .npy volume`);
+  const info = statSync(path);
+  if (!info.isFile()) throw invalidInput(`the ${role} ${path} is a folder: expected a case file (.npz) or a .npy volume`);
   if (path.toLowerCase().endsWith('.npy')) {
     if (!spacing) throw invalidInput(`the ${role} ${path} is a .npy volume, which holds no spacing: give --spacing z,y,x (mm)`);
+    if (info.size > defaultReadCeiling()) throw invalidInput(`the ${role} ${path} is ${info.size} bytes, more than the half of this machine's memory one file may take`);
     const array = parseNpy(new Uint8Array(await readFile(path)), path);
     if (array.dtype !== 'float32' && array.dtype !== 'float64' && array.dtype !== 'float16') {
       throw invalidInput(`${path} must hold a float dose in Gy, found dtype ${array.dtype}`);
@@ -103,7 +107,8 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON document')
     .action(async (refPath: string, evalPath: string, options: GammaOptions) => {
       const spacing = options.spacing ? (parseNumberList('--spacing', options.spacing, 3) as [number, number, number]) : undefined;
-      if (spacing && !spacing.every((s) => s > 0)) throw invalidInput(`--spacing must be 3 positive millimetre values, got '${options.spacing}'`);
+      const spacingWrong = spacing && spacingProblem(spacing);
+      if (spacingWrong) throw invalidInput(`--spacing is not a voxel spacing: ${spacingWrong}`);
       const threads = options.threads === undefined ? undefined : parseNumber('--threads', options.threads);
       if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) throw invalidInput(`--threads must be a whole number >= 1, got '${options.threads}'`);
       if (options.out && !options.out.toLowerCase().endsWith('.npy')) throw invalidInput(`--out must name a .npy file, got '${options.out}'`);
@@ -121,6 +126,12 @@ export function register(program: Command): void {
       const ref = await loadDoseVolume(refPath, spacing, 'reference');
       const evaluated = await loadDoseVolume(evalPath, spacing, 'evaluated dose');
       const result = await gammaIndex(ref, evaluated, settings, { threads });
+      if (result.nEvaluated === 0) {
+        // A pass rate of no points is not a number: say why instead of printing NaN.
+        throw invalidInput(
+          `no point of the reference reaches the cutoff of ${result.cutoffGy.toPrecision(4)} Gy (--cutoff ${settings.cutoffPercent}% of ${result.normalisationGy.toPrecision(4)} Gy), so there is no gamma to report: lower --cutoff or --norm`,
+        );
+      }
       if (options.out) await writeNpyFile(options.out, result.gamma, ref.shape, Boolean(options.overwrite));
       if (options.json) {
         printJson(gammaJson(result));
