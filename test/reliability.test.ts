@@ -243,7 +243,7 @@ describe('flags and settings that allocate or hang', () => {
   it('refuses --threads 100000 at once (the thread pool set-up used to hang), in every command', () => {
     const dose = file('dose.npy', npyBytes({ dtype: 'float32', shape: [4, 4, 4], data: new Float32Array(64).fill(10) }));
     expectOneSentence(runCli(['gamma', dose, dose, '--spacing', '1,1,1', '--threads', '100000'], { timeoutMs: 60_000 }), /threads must be a whole number from 0 to \d+ \(4 per CPU core; this machine has \d+\), got 100000/);
-    expect(() => parseTrainConfig({ dataDir: 'd', expName: 'e', threads: 100000 })).toThrow(/invalid training setting threads \(--threads\): got 100000, expected an integer from 0 to 1024/);
+    expect(() => parseTrainConfig({ dataDir: 'd', expName: 'e', threads: 100000 })).toThrow(/invalid training setting threads: got 100000, expected an integer from 0 to 1024/);
   });
 
   it('prints the table of a wide network without building it, and refuses an absurd width with one sentence', () => {

@@ -127,7 +127,7 @@ describe('evaluatePredictions (src/eval/run.ts)', () => {
       const paths = evaluationPaths(out);
       expect(readCaseEvaluation(paths.caseFile('case_0002')).mae_gy).toEqual(result.cases[0]!.mae_gy);
       expect(existsSync(paths.cases) && existsSync(paths.summary)).toBe(true);
-      await expect(evaluatePredictions(predDir, refDir, out, { device: 'cpu' })).rejects.toThrow(/already exists .*: choose another --out or pass --overwrite/);
+      await expect(evaluatePredictions(predDir, refDir, out, { device: 'cpu' })).rejects.toThrow(/already exists .*: choose another out folder or set overwrite/);
     } finally {
       stdout.mockRestore();
       stderr.mockRestore();
