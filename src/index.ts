@@ -22,7 +22,7 @@ export { importDicom, type ImportDicomOptions, type ImportDicomResult, type Impo
 export { exportRtDose, type ExportRtDoseOptions, type ExportedRtDose } from './dicom/export.js';
 export { exportNifti, type ExportNiftiOptions } from './dicom/nifti.js';
 export { gammaIndex, resolveGammaSettings, doseVolumeOf, type DoseVolume, type GammaSettings, type GammaResult, type GammaProgress } from './eval/gamma.js';
-export { evaluateCase, gammaStats, summariseEvaluations, summariseOpenKbpEvaluations, type CaseEvaluation, type EvaluateOptions, type GammaStats } from './eval/evaluate.js';
+export { evaluateCase, evaluationSite, gammaStats, summariseEvaluations, summariseOpenKbpEvaluations, type CaseEvaluation, type EvaluateOptions, type GammaStats } from './eval/evaluate.js';
 export {
   importOpenKbp,
   readOpenKbpPatient,
@@ -35,7 +35,21 @@ export {
 } from './openkbp/import.js';
 export { openKbpCaseScores, summariseOpenKbp, isOpenKbpCase, type OpenKbpCaseScores, type OpenKbpSummary, type OpenKbpMetric } from './openkbp/scores.js';
 export { OPENKBP_CT_OFFSET, OPENKBP_OARS, OPENKBP_TARGETS, caseIndexOf as openKbpCaseIndex } from './openkbp/layout.js';
-export { doseError, dilateMask, constraintTable, constraintLimits, type ConstraintCheck } from './eval/metrics.js';
+export { doseError, dilateMask, constraintTable, constraintLimits, constraintLabel, type ConstraintCheck } from './eval/metrics.js';
+export {
+  loadSiteProfile,
+  parseSiteProfile,
+  shippedSites,
+  channelNames,
+  defaultConditioning,
+  structureMatcher,
+  leftRightChannelPairs,
+  DEFAULT_SITE,
+  type SiteProfile,
+  type ConditioningSlot,
+  type ConstraintSpec,
+} from './sites/profile.js';
+export { achievedConditioning, caseConditioning, conditioningFor } from './sites/conditioning.js';
 export {
   evaluateRun,
   evaluatePredictions,

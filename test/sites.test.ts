@@ -3,6 +3,8 @@ import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
+import type { CaseData } from '../src/data/case.js';
+import { constraintLabel, constraintTable } from '../src/eval/metrics.js';
 import { CONSTRAINT_SLOTS } from '../src/predict/predict.js';
 import { synthesizeCase } from '../src/data/synth.js';
 import { conditioningFor } from '../src/sites/conditioning.js';
@@ -87,5 +89,72 @@ describe('conditioning vectors', () => {
     mask.forEach((m, i) => m && ((sum += data.dose![i]!), n++));
     const renamed = { ...data, structures: data.structures.map((s) => (s === 'Rectum' ? 'Larynx_Glottic' : s)) };
     expect(conditioningFor(headNeck, renamed).vector[8]).toBeCloseTo(sum / n / 70, 6);
+  });
+});
+
+describe('the constraint table of a site profile', () => {
+  const shape: [number, number, number] = [4, 4, 4];
+  const voxels = 64;
+  /** One structure per name, each the whole grid; dose 0 … 63 Gy by flat index. */
+  const caseOf = (structures: string[], metadata: Record<string, unknown> = {}, constraints = new Float32Array(0)): CaseData => ({
+    caseId: 'c',
+    format: 'vmat-native-1',
+    shape,
+    spacingMm: [10, 10, 10],
+    ct: new Int16Array(voxels),
+    dose: Float32Array.from({ length: voxels }, (_, i) => i),
+    masks: new Uint8Array(structures.length * voxels).fill(1),
+    structures,
+    constraints,
+    metadata,
+  });
+  const dose = Float32Array.from({ length: voxels }, (_, i) => i);
+
+  it("gives prostate-sib's rows as clinicians write them, with the limits of data.md", () => {
+    const rows = constraintTable(caseOf(['Rectum', 'Bladder', 'Femur_L', 'Femur_R', 'Bowel']), dose, dose);
+    expect(rows.map(constraintLabel)).toEqual([
+      'Rectum V50Gy < 50 %', 'Rectum V60Gy < 35 %', 'Rectum V70Gy < 20 %', 'Rectum Dmax < 75 Gy', 'Bladder V65Gy < 50 %', 'Bladder V70Gy < 35 %',
+      'Bladder V75Gy < 25 %', 'Femur_L V50Gy < 10 %', 'Femur_R V50Gy < 10 %', 'Bowel V45Gy < 195 cc',
+    ]);
+    expect(rows[0]).toMatchObject({ name: 'Rectum V50', unit: 'fraction', limit: 0.5, ref: 14 / 64, refPass: true });
+    expect(rows[3]).toMatchObject({ name: 'Rectum Dmax', unit: 'Gy', limit: 75, pred: 63 });
+    expect(rows[9]).toMatchObject({ name: 'Bowel V45cc', unit: 'cc', limit: 195, ref: 19 }); // 19 voxels of 1 cc at >= 45 Gy
+  });
+
+  it("takes the limits from a case's vector of limits, dose slots relative to its prescription", () => {
+    const vector = Float32Array.from([1, 0.8, 0, 0.4, 0.3, 0.1, 1.05, 0.5, 0.35, 0.25, 0.05, 0.2, 0.5]);
+    const ref = caseOf(['Rectum', 'Bowel'], { constraints_mode: 'limits', prescription_gy: { PTV_70Gy: 78 } }, vector);
+    const rows = constraintTable(ref, dose, dose);
+    const byName = Object.fromEntries(rows.map((row) => [row.name, row]));
+    expect(byName['Rectum V50']!.limit).toBe(vector[3]);
+    expect(byName['Rectum Dmax']!.limit).toBe(vector[6]! * 78);
+    // The bowel's dose level is slot 12 · Rx: 0.5 · 78 = 39 Gy; its limit slot 11 · 500 cc.
+    expect(byName['Bowel V39cc']).toMatchObject({ limit: vector[11]! * 500, ref: 25 });
+    expect(constraintLabel(byName['Bowel V39cc']!)).toBe('Bowel V39Gy < 100 cc');
+  });
+
+  it('judges head-and-neck organs by their mean and maximum doses, through the aliases', () => {
+    const rows = constraintTable(caseOf(['Brain_Stem', 'Parotid_L', 'Larynx']), dose, dose, loadSiteProfile('head-neck'));
+    expect(rows.map(constraintLabel)).toEqual([
+      'Brainstem Dmax < 54 Gy', 'SpinalCord Dmax < 45 Gy', 'RightParotid Dmean < 26 Gy', 'LeftParotid Dmean < 26 Gy', 'Esophagus Dmean < 34 Gy', 'Larynx Dmean < 44 Gy', 'Mandible Dmax < 73.5 Gy',
+    ]);
+    expect(rows[0]).toMatchObject({ ref: 63, refPass: false });
+    expect(rows[1]).toMatchObject({ ref: null, note: 'SpinalCord is not in the case' });
+    expect(rows[3]).toMatchObject({ ref: 31.5, refPass: false });
+  });
+
+  it('computes D<x>% and D<x>cc rows of a user profile, and refuses a row that contradicts its slot', () => {
+    const base = JSON.parse(JSON.stringify(loadSiteProfile('head-neck'))) as Record<string, unknown>;
+    const custom = parseSiteProfile(
+      { ...base, name: 'hn-targets', constraints: [{ structure: 'PTV70', metric: 'D95%', limit: 60, unit: 'Gy' }, { structure: 'PTV70', metric: 'D2cc', limit: 70, unit: 'Gy' }] },
+      'custom.json',
+    );
+    const rows = constraintTable(caseOf(['PTV70']), dose, dose, custom);
+    // The hottest 95 % (61 of 64 voxels) start at 3 Gy; the hottest 2 cc (2 voxels) at 62 Gy.
+    expect(rows.map((row) => [constraintLabel(row), row.ref])).toEqual([['PTV70 D95% < 60 Gy', 3], ['PTV70 D2cc < 70 Gy', 62]]);
+    const constraints = (base.constraints as Record<string, unknown>[]).map((row, i) => (i === 0 ? { ...row, limit: 50 } : row));
+    expect(() => parseSiteProfile({ ...base, constraints }, 'mine.json')).toThrow(
+      /^the site profile mine.json is not valid: constraints\[0\] \(Brainstem Dmax < 50 Gy\) disagrees with the default of its slot brainstem_dmax \(54 Gy\)$/,
+    );
   });
 });

@@ -6,9 +6,8 @@ import { z } from 'zod';
 
 import { sameStructurePair, structureNameProblem } from '../data/structures.js';
 import { invalidInput } from '../errors.js';
+import { channelNames, DEFAULT_SITE, resolveSiteProfile } from '../sites/profile.js';
 
-/** The model's 8 structure channels, in order (spec/data.md). */
-export const DEFAULT_STRUCTURES = ['PTV70', 'PTV56', 'Prostate', 'Rectum', 'Bladder', 'Femur_L', 'Femur_R', 'Bowel'] as const;
 
 type FlagKind = 'string' | 'number' | 'integer' | 'boolean' | 'list' | 'numberPair';
 
@@ -81,16 +80,22 @@ export const TRAIN_FIELDS = {
     allowed: `a multiple of 8 (GroupNorm has 8 groups) from 8 to ${MAX_BASE_CHANNELS}`,
     help: 'width of the first U-Net level',
   },
+  site: {
+    schema: z.string().min(1).max(4096).default(DEFAULT_SITE),
+    kind: 'string',
+    allowed: 'a shipped site profile (prostate-sib, head-neck) or the path of a profile .json file',
+    help: 'site profile: structure channels, left-right pairs, conditioning vector, constraint table',
+  },
+  // Filled in from the site profile's channels when not given (parseTrainConfig).
   structures: {
     schema: z
       .array(z.string().refine((name) => !structureNameProblem(name)))
       .min(1)
       .max(MAX_STRUCTURES)
-      .refine((names) => !sameStructurePair(names))
-      .default([...DEFAULT_STRUCTURES]),
+      .refine((names) => !sameStructurePair(names)),
     kind: 'list',
     allowed: `a comma-separated list of 1 to ${MAX_STRUCTURES} distinct structure names (compared ignoring case, spaces, '_' and '-')`,
-    help: 'structure channels of the model, in order',
+    help: "structure channels of the model, in order (default: the site profile's, matched through its aliases)",
   },
   useGradientLoss: { schema: z.boolean().default(false), kind: 'boolean', allowed: 'true or false', help: 'add the Sobel gradient loss' },
   gradientLossWeight: { schema: nonNegative.default(0.1), kind: 'number', allowed: 'a number >= 0', help: 'weight of the gradient loss' },
@@ -164,7 +169,12 @@ export function parseTrainConfig(input: unknown): TrainConfig {
       throw invalidInput(`unknown training setting ${describeValue(key)}; known settings: ${[...known].join(', ')}`);
     }
   }
-  const record = input as Record<string, unknown>;
+  const given = input as Record<string, unknown>;
+  // The channels default to the site profile's (prostate-sib: data.md's 8 structures).
+  const record =
+    given.structures === undefined && (given.site === undefined || typeof given.site === 'string')
+      ? { ...given, structures: channelNames(resolveSiteProfile(given.site as string | undefined)) }
+      : given;
   for (const [key, field] of Object.entries(TRAIN_FIELDS) as [TrainField, Field][]) {
     const value = record[key];
     if (value === undefined && (field as Field).required) {
@@ -175,7 +185,7 @@ export function parseTrainConfig(input: unknown): TrainConfig {
       throw invalidInput(`invalid training setting ${key}: got ${describeValue(value)}, expected ${field.allowed}`, { settings: [key] });
     }
   }
-  const parsed = trainConfigSchema.parse(input) as z.output<typeof trainConfigSchema>;
+  const parsed = trainConfigSchema.parse(record) as z.output<typeof trainConfigSchema>;
   if (record.inChannels !== undefined && record.inChannels !== 1 + parsed.structures.length) {
     throw invalidInput(
       `invalid training setting inChannels: got ${describeValue(record.inChannels)}, but it is derived as 1 + the number of structures (${1 + parsed.structures.length})`,

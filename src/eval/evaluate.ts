@@ -9,6 +9,7 @@ import { structureKey } from '../data/structures.js';
 import { invalidInput } from '../errors.js';
 import { doseMetrics, dvhCurve, type DoseMetrics } from '../metrics/dvh.js';
 import { isOpenKbpCase, openKbpCaseScores, summariseOpenKbp, type OpenKbpCaseScores, type OpenKbpSummary } from '../openkbp/scores.js';
+import { caseSiteName, DEFAULT_SITE, loadSiteProfile, parseSiteProfile, shippedSites, type SiteProfile } from '../sites/profile.js';
 import { doseVolumeOf, gammaIndex, sharedPlacement } from './gamma.js';
 import { constraintTable, dilateMask, doseError, structureMask, type ConstraintCheck } from './metrics.js';
 
@@ -41,6 +42,19 @@ export interface EvaluateOptions {
   device?: string;
   /** Also the OpenKBP challenge's dose and DVH figures; automatic when the reference was imported from OpenKBP. */
   openkbp?: boolean;
+  /** The site profile of the constraint table; by default `evaluationSite(pred, ref)`. */
+  site?: SiteProfile;
+}
+
+/**
+ * The site a prediction is judged under: the model's, which `predict` records in the prediction
+ * (`prediction_site_profile`), else the shipped site the reference records (`site`), else the default site.
+ */
+export function evaluationSite(pred: CaseData, ref: CaseData): SiteProfile {
+  const recorded = pred.metadata['prediction_site_profile'];
+  if (recorded !== undefined) return parseSiteProfile(recorded, `recorded in the prediction of ${pred.caseId}`);
+  const site = caseSiteName(ref.metadata);
+  return loadSiteProfile(shippedSites().includes(site) ? site : DEFAULT_SITE);
 }
 
 const DVH_BIN_GY = 0.1;
@@ -131,7 +145,7 @@ export async function evaluateCase(pred: CaseData, ref: CaseData, options: Evalu
     rmse_gy: rmse,
     dvh,
     dvh_curves: curves,
-    constraints: constraintTable(ref, refDose, predDose),
+    constraints: constraintTable(ref, refDose, predDose, options.site ?? evaluationSite(pred, ref)),
     gamma: {
       '3%/3mm': gammaStats(gamma3.gamma),
       '2%/2mm': gammaStats(gamma2.gamma),

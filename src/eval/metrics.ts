@@ -1,10 +1,11 @@
 /**
- * Voxel-wise dose errors, the clinical constraint table of data.md, and mask dilation in millimetres: the parts of
+ * Voxel-wise dose errors, the clinical constraint table of the site profile, and mask dilation in millimetres: the parts of
  * an evaluation that are not gamma (training.md, "Evaluation").
  */
 import type { CaseData } from '../data/case.js';
 import { structureKey } from '../data/structures.js';
 import { doseMetrics } from '../metrics/dvh.js';
+import { DEFAULT_SITE, loadSiteProfile, structureMatcher, type SiteProfile } from '../sites/profile.js';
 
 export interface DoseError {
   maeGy: number;
@@ -74,10 +75,10 @@ export function structureMask(data: CaseData, name: string): Uint8Array | undefi
 }
 
 export interface ConstraintCheck {
-  /** e.g. "Rectum V50", "Bowel V45cc" */
+  /** e.g. "Rectum V50", "Rectum Dmax", "Bowel V45cc" (`constraintLabel` gives the clinician's "Rectum V50Gy < 50 %") */
   name: string;
   structure: string;
-  /** "fraction" (Vx), "Gy" (Dmax), "cc" (bowel) */
+  /** "fraction" (Vx in %), "Gy" (Dmax, Dmean, Dx), "cc" (Vx in cc) */
   unit: 'fraction' | 'Gy' | 'cc';
   /** the value must be at most this */
   limit: number;
@@ -89,25 +90,58 @@ export interface ConstraintCheck {
   note?: string;
 }
 
-const DEFAULT_CONSTRAINTS = [1.0, 0.8, 0, 0.5, 0.35, 0.2, 75 / 70, 0.5, 0.35, 0.25, 0.1, 195 / 500, 45 / 70];
+/** A number as a limit is written: at most 2 decimals, no trailing zeros (0.35 · 100 → "35"). */
+const limitText = (value: number) => String(+value.toFixed(2));
 
-/**
- * The limits in force for a case: its constraint vector when its metadata says it holds limits
- * (`constraints_mode: "limits"`), else the defaults of data.md (a vector of achieved values is no limit).
- */
-export function constraintLimits(ref: CaseData): { vector: number[]; source: 'case' | 'defaults'; rxGy: number } {
-  const prescription = ref.metadata['prescription_gy'] as Record<string, unknown> | undefined;
-  const rx = typeof prescription?.['PTV70'] === 'number' ? (prescription['PTV70'] as number) : 70;
-  if (ref.metadata['constraints_mode'] === 'limits' && ref.constraints.length === 13) {
-    return { vector: Array.from(ref.constraints), source: 'case', rxGy: rx };
+/** A row as clinicians write it: "Rectum V50Gy < 50 %", "Rectum Dmax < 75 Gy", "Bowel V45Gy < 195 cc". */
+export function constraintLabel(check: Pick<ConstraintCheck, 'name' | 'structure' | 'unit' | 'limit'>): string {
+  const metric = check.name.startsWith(`${check.structure} `) ? check.name.slice(check.structure.length + 1) : check.name;
+  switch (check.unit) {
+    case 'fraction':
+      return `${check.structure} ${metric}Gy < ${limitText(check.limit * 100)} %`;
+    case 'cc':
+      return `${check.structure} ${metric.replace(/cc$/, 'Gy')} < ${limitText(check.limit)} cc`;
+    default:
+      return `${check.structure} ${metric} < ${limitText(check.limit)} Gy`;
   }
-  return { vector: DEFAULT_CONSTRAINTS, source: 'defaults', rxGy: rx };
 }
 
-/** The constraint table of data.md for the reference and the predicted dose (both judged on the reference's masks). */
-export function constraintTable(ref: CaseData, refDose: Float32Array, predDose: Float32Array): ConstraintCheck[] {
-  const { vector, rxGy } = constraintLimits(ref);
+/**
+ * The limits in force for a case: its conditioning vector when its metadata says it holds limits of this site
+ * (`constraints_mode: "limits"`, the site's length), else the defaults of the profile's slots (a vector of achieved
+ * values is no limit). `rxGy` converts dose slots to Gy (data.md: "/ Rx"): the case's prescription of the
+ * profile's first target, else the profile's normalisation dose.
+ */
+export function constraintLimits(ref: CaseData, profile: SiteProfile = loadSiteProfile(DEFAULT_SITE)): { vector: number[]; source: 'case' | 'defaults'; rxGy: number } {
+  const match = structureMatcher(profile);
+  const prescription = (ref.metadata['prescription_gy'] ?? {}) as Record<string, unknown>;
+  const first = profile.targets[0]!.structure;
+  const recorded = Object.entries(prescription).find(([name, value]) => typeof value === 'number' && (name === first || match(name) === first));
+  const rx = recorded ? (recorded[1] as number) : profile.normalisationDoseGy;
+  if (ref.metadata['constraints_mode'] === 'limits' && ref.constraints.length === profile.conditioning.length) {
+    return { vector: Array.from(ref.constraints), source: 'case', rxGy: rx };
+  }
+  return { vector: profile.conditioning.map((slot) => slot.default), source: 'defaults', rxGy: rx };
+}
+
+/** The dose at which the hottest `voxels` of a structure start (the values sorted ascending). */
+const hottest = (sorted: Float32Array, voxels: number) => sorted[sorted.length - Math.min(sorted.length, Math.max(1, voxels))]!;
+
+/**
+ * The constraint table of the site profile (prostate-sib: data.md's) for the reference and the predicted dose, both
+ * judged on the reference's masks (matched through the profile's aliases).
+ */
+export function constraintTable(ref: CaseData, refDose: Float32Array, predDose: Float32Array, profile: SiteProfile = loadSiteProfile(DEFAULT_SITE)): ConstraintCheck[] {
+  const { vector, rxGy } = constraintLimits(ref, profile);
   const voxelCc = (ref.spacingMm[0] * ref.spacingMm[1] * ref.spacingMm[2]) / 1000;
+  const match = structureMatcher(profile);
+  const slotIndex = new Map(profile.conditioning.map((slot, i) => [slot.name, i]));
+  const maskOf = (structure: string) => {
+    const index = ref.structures.findIndex((s) => structureKey(s) === structureKey(structure) || match(s) === structure);
+    if (index < 0) return undefined;
+    const voxels = ref.shape[0] * ref.shape[1] * ref.shape[2];
+    return ref.masks.subarray(index * voxels, (index + 1) * voxels);
+  };
   const fractionAtLeast = (dose: Float32Array, mask: Uint8Array, gy: number) => {
     let n = 0;
     let hit = 0;
@@ -118,29 +152,39 @@ export function constraintTable(ref: CaseData, refDose: Float32Array, predDose: 
     }
     return { fraction: n === 0 ? NaN : hit / n, cc: hit * voxelCc, voxels: n };
   };
-  const rows: ConstraintCheck[] = [];
-  const add = (structure: string, name: string, unit: ConstraintCheck['unit'], limit: number, value: (dose: Float32Array, mask: Uint8Array) => number) => {
-    const mask = structureMask(ref, structure);
-    const empty = !mask || !mask.some((v) => v !== 0);
-    if (empty) {
-      rows.push({ name: `${structure} ${name}`, structure, unit, limit, ref: null, pred: null, refPass: null, predPass: null, note: `${structure} is not in the case` });
-      return;
+  const sortedIn = (dose: Float32Array, mask: Uint8Array) => {
+    const values: number[] = [];
+    for (let i = 0; i < mask.length; i++) if (mask[i]) values.push(dose[i]!);
+    return Float32Array.from(values).sort();
+  };
+  return profile.constraints.map((row): ConstraintCheck => {
+    const slot = row.slot === undefined ? undefined : profile.conditioning[slotIndex.get(row.slot)!]!;
+    // A row with a slot takes its limit from the vector in force (the profile checks that the slot's default is the row's limit).
+    const fromVector = slot ? vector[slotIndex.get(slot.name)!]! : undefined;
+    const volume = /^V(.+)Gy$/.exec(row.metric);
+    let levelGy = volume ? Number(volume[1]) : NaN;
+    // A cc slot may take its dose level from a doseLevel slot (bowel V45 cc: bowel_dose_level · Rx).
+    if (slot?.kind === 'volumeCc' && slot.doseSlot !== undefined) levelGy = vector[slotIndex.get(slot.doseSlot)!]! * rxGy;
+    const unit: ConstraintCheck['unit'] = row.unit === '%' ? 'fraction' : row.unit;
+    const limit =
+      fromVector === undefined
+        ? row.unit === '%' ? row.limit / 100 : row.limit
+        : slot!.kind === 'volumeCc' ? fromVector * slot!.scaleCc : unit === 'Gy' ? fromVector * rxGy : fromVector;
+    const name = `${row.structure} ${volume ? `V${+levelGy.toFixed(2)}${row.unit === 'cc' ? 'cc' : ''}` : row.metric}`;
+    const value = (dose: Float32Array, mask: Uint8Array): number => {
+      if (volume) return row.unit === 'cc' ? fractionAtLeast(dose, mask, levelGy).cc : fractionAtLeast(dose, mask, levelGy).fraction;
+      if (row.metric === 'Dmax' || row.metric === 'Dmean') return doseMetrics(dose, mask, voxelCc)[row.metric];
+      const sorted = sortedIn(dose, mask);
+      const percent = /^D(.+)%$/.exec(row.metric);
+      if (percent) return hottest(sorted, Math.ceil((Number(percent[1]) / 100) * sorted.length - 1e-9));
+      return hottest(sorted, Math.ceil(Number(row.metric.slice(1, -2)) / voxelCc - 1e-9)); // D<x>cc
+    };
+    const mask = maskOf(row.structure);
+    if (!mask || !mask.some((v) => v !== 0)) {
+      return { name, structure: row.structure, unit, limit, ref: null, pred: null, refPass: null, predPass: null, note: `${row.structure} is not in the case` };
     }
     const refValue = value(refDose, mask);
     const predValue = value(predDose, mask);
-    rows.push({ name: `${structure} ${name}`, structure, unit, limit, ref: refValue, pred: predValue, refPass: refValue <= limit + 1e-9, predPass: predValue <= limit + 1e-9 });
-  };
-  const vx = (gy: number) => (dose: Float32Array, mask: Uint8Array) => fractionAtLeast(dose, mask, gy).fraction;
-  add('Rectum', 'V50', 'fraction', vector[3]!, vx(50));
-  add('Rectum', 'V60', 'fraction', vector[4]!, vx(60));
-  add('Rectum', 'V70', 'fraction', vector[5]!, vx(70));
-  add('Rectum', 'Dmax', 'Gy', vector[6]! * rxGy, (dose, mask) => doseMetrics(dose, mask, voxelCc).Dmax);
-  add('Bladder', 'V65', 'fraction', vector[7]!, vx(65));
-  add('Bladder', 'V70', 'fraction', vector[8]!, vx(70));
-  add('Bladder', 'V75', 'fraction', vector[9]!, vx(75));
-  add('Femur_L', 'V50', 'fraction', vector[10]!, vx(50));
-  add('Femur_R', 'V50', 'fraction', vector[10]!, vx(50));
-  const bowelLevel = vector[12]! * rxGy;
-  add('Bowel', `V${+bowelLevel.toFixed(2)}cc`, 'cc', vector[11]! * 500, (dose, mask) => fractionAtLeast(dose, mask, bowelLevel).cc);
-  return rows;
+    return { name, structure: row.structure, unit, limit, ref: refValue, pred: predValue, refPass: refValue <= limit + 1e-9, predPass: predValue <= limit + 1e-9 };
+  });
 }

@@ -10,6 +10,7 @@ import { basename, join, resolve } from 'node:path';
 import { loadCase, type CaseData } from '../data/case.js';
 import { invalidInput } from '../errors.js';
 import { predictFiles } from '../predict/predict.js';
+import { DEFAULT_SITE, resolveSiteProfile, type SiteProfile } from '../sites/profile.js';
 import {
   evaluationPaths,
   listCheckpoints,
@@ -41,6 +42,11 @@ export interface EvaluatePredictionsOptions {
   overwrite?: boolean;
   /** Also the OpenKBP challenge's dose and DVH scores (automatic for cases imported from OpenKBP). */
   openkbp?: boolean;
+  /**
+   * The site profile of the constraint table (a shipped name, a .json path or a profile): by default each
+   * prediction's model's site, else the one its reference records; evaluateRun takes the run's and refuses another.
+   */
+  site?: string | SiteProfile;
   signal?: AbortSignal;
   onProgress?: (event: EvaluationProgress) => void;
 }
@@ -121,6 +127,7 @@ export async function pairCases(predPath: string, refPath: string): Promise<{ pa
 
 /** Evaluates the predictions at predPath (a file or folder) against the references at refPath into outDir. */
 export async function evaluatePredictions(predPath: string, refPath: string, outDir: string, options: EvaluatePredictionsOptions = {}): Promise<EvaluationResult> {
+  const site = options.site === undefined ? undefined : resolveSiteProfile(options.site);
   const { pairs, unpredicted } = await pairCases(predPath, refPath);
   const paths = evaluationPaths(resolve(outDir));
   const outputs = [...pairs.map((pair) => paths.caseFile(pair.caseId)), paths.cases, paths.summary];
@@ -134,7 +141,7 @@ export async function evaluatePredictions(predPath: string, refPath: string, out
   const cases: CaseEvaluation[] = [];
   for (const [index, pair] of pairs.entries()) {
     const [pred, ref]: CaseData[] = await Promise.all([loadCase(pair.predFile), loadCase(pair.refFile)]);
-    const evaluation = await evaluateCase(pred, ref, { threads: options.threads, device: options.device, signal: options.signal, openkbp: options.openkbp });
+    const evaluation = await evaluateCase(pred, ref, { threads: options.threads, device: options.device, signal: options.signal, openkbp: options.openkbp, site });
     evaluation.case_id = pair.caseId;
     cases.push(evaluation);
     options.onProgress?.({
@@ -171,6 +178,11 @@ export async function evaluateRun(runDir: string, options: EvaluatePredictionsOp
     throw invalidInput(`${runDir} is not a run folder: expected ${RUN_FILES.trainingConfig} and ${RUN_FILES.testCases} in it (from vmat-native train)`);
   }
   const config = readTrainingConfig(runDir);
+  // The run's own site (the one it was trained under: absent, the default); another one is refused.
+  const site = config.siteProfile ?? resolveSiteProfile(DEFAULT_SITE);
+  if (options.site !== undefined && JSON.stringify(resolveSiteProfile(options.site)) !== JSON.stringify(site)) {
+    throw invalidInput(`${runDir} was trained under the site ${site.name}: a run is evaluated under its own site, so leave site out`, { settings: ['site'] });
+  }
   if (!existsSync(config.dataDir)) throw invalidInput(`the run's data folder ${config.dataDir} does not exist`);
   const testFiles = readTestCases(runDir)!.test_files;
   if (testFiles.length === 0) throw invalidInput(`${runDir} has no test cases (${RUN_FILES.testCases} lists none): nothing to evaluate`);
@@ -189,7 +201,7 @@ export async function evaluateRun(runDir: string, options: EvaluatePredictionsOp
     onCase: (event) => options.onProgress?.({ type: 'predicted', case: event.case, index: event.index, of: event.of, seconds: event.seconds }),
   });
   // The data folder also holds the training and validation cases, which have no prediction here by design.
-  const result = await evaluatePredictions(predictionsDir, config.dataDir, outDir, { ...options, onProgress: (event) => event.type !== 'unpredicted' && options.onProgress?.(event) });
+  const result = await evaluatePredictions(predictionsDir, config.dataDir, outDir, { ...options, site, onProgress: (event) => event.type !== 'unpredicted' && options.onProgress?.(event) });
   return { ...result, checkpoint, predictionsDir };
 }
 

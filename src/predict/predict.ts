@@ -15,6 +15,8 @@ import { CANONICAL_STRUCTURES } from '../data/structures.js';
 import { invalidInput, VmatError } from '../errors.js';
 import { readCheckpointMetadata } from '../model.js';
 import { callNative } from '../native/call.js';
+import { caseConditioning } from '../sites/conditioning.js';
+import { caseSiteName, channelNamesOfCase, DEFAULT_SITE, isDefaultProfile, loadSiteProfile, parseSiteProfile, structureMatcher, type SiteProfile } from '../sites/profile.js';
 import { loadNative } from '../native/loader.js';
 
 /** The 13 constraint slots of data.md, by name (`--constraint rectum_v70=0.15`). */
@@ -41,7 +43,7 @@ export interface PredictOptions {
   /** Windows per network call. */
   swBatch?: number;
   device?: string;
-  /** Overrides of constraint slots by name (rectum_v70) or index ("5"). */
+  /** Overrides of conditioning slots of the checkpoint's site by name (rectum_v70) or index ("5"). */
   constraints?: Record<string, number>;
   threads?: number;
   signal?: AbortSignal;
@@ -58,17 +60,20 @@ export interface CheckpointModel {
   baseChannels: number;
   structures: string[];
   normalisationDoseGy: number;
+  /** the site profile the model was trained under (metadata `site_profile`; without it, the default site) */
+  site: SiteProfile;
 }
 
-/** The slot index of a name (rectum_v70, Rectum-V70) or an index 0–12. */
-export function constraintSlot(name: string): number {
+/** The slot index of a name (rectum_v70, Rectum-V70) or an index, in the site's conditioning vector (default prostate-sib's 13). */
+export function constraintSlot(name: string, site: SiteProfile = loadSiteProfile(DEFAULT_SITE)): number {
+  const slots = site.conditioning.map((slot) => slot.name);
   const key = name.toLowerCase().replace(/[\s.-]/g, '_');
   if (/^\d+$/.test(key)) {
     const index = Number(key);
-    if (index <= 12) return index;
+    if (index < slots.length) return index;
   }
-  const index = (CONSTRAINT_SLOTS as readonly string[]).indexOf(key);
-  if (index < 0) throw invalidInput(`unknown constraint slot '${name}': expected an index 0-12 or one of ${CONSTRAINT_SLOTS.join(', ')}`);
+  const index = slots.indexOf(key);
+  if (index < 0) throw invalidInput(`unknown constraint slot '${name}' of the site ${site.name}: expected an index 0-${slots.length - 1} or one of ${slots.join(', ')}`);
   return index;
 }
 
@@ -108,7 +113,14 @@ export function checkpointModel(checkpoint: string): CheckpointModel {
       `the checkpoint ${checkpoint} has a normalisation dose of '${String(metadata.normalisation_dose_gy).slice(0, 40)}': expected a number of Gy above 0, at most ${MAX_NORMALISATION_DOSE_GY}`,
     );
   }
-  return { inChannels: config.inChannels, baseChannels: config.baseChannels, structures, normalisationDoseGy };
+  let site: SiteProfile;
+  try {
+    site = metadata.site_profile === undefined ? loadSiteProfile(DEFAULT_SITE) : parseSiteProfile(JSON.parse(metadata.site_profile), `in the checkpoint ${checkpoint}`);
+  } catch (error) {
+    if (error instanceof VmatError) throw error;
+    throw invalidInput(`the checkpoint ${checkpoint} has unreadable "site_profile" metadata`);
+  }
+  return { inChannels: config.inChannels, baseChannels: config.baseChannels, structures, normalisationDoseGy, site };
 }
 
 /** Predicts the dose of a case (Gy, [Z,Y,X]); returns the case with `dose` (0 outside the body unless `keepOutsideBody`) and `body` filled in. */
@@ -120,12 +132,16 @@ export async function predictCase(checkpoint: string, data: CaseData, options: P
   if (!(overlap >= 0 && overlap <= 0.9)) throw invalidInput(`overlap must be a fraction in [0, 0.9], got ${overlap}`, { settings: ['overlap'] });
   const swBatch = options.swBatch ?? 2;
   if (!Number.isInteger(swBatch) || swBatch < 1) throw invalidInput(`swBatch must be an integer >= 1, got ${swBatch}`, { settings: ['swBatch'] });
-  const constraints = Float32Array.from(data.constraints);
+  // The checkpoint's site: its conditioning vector, and the case's structures matched through its aliases.
+  const constraints = Float32Array.from(caseConditioning(model.site, data));
   for (const [name, value] of Object.entries(options.constraints ?? {})) {
     if (!Number.isFinite(value)) throw invalidInput(`constraint ${name} must be a number, got ${value}`);
-    constraints[constraintSlot(name)] = value;
+    constraints[constraintSlot(name, model.site)] = value;
   }
-  const { input, body } = await buildModelInput(data, model.structures, { signal: options.signal, threads: options.threads });
+  const match = structureMatcher(model.site);
+  const channels = model.structures.map((name) => (match(name) === null || match(name) === 'body' ? name : match(name)!));
+  const matched = { ...data, structures: channelNamesOfCase(model.site, data.structures) };
+  const { input, body } = await buildModelInput(matched, channels, { signal: options.signal, threads: options.threads });
   const [z, y, x] = data.shape;
   const native = loadNative();
   const dose = await callNative(
@@ -159,6 +175,10 @@ export async function predictCase(checkpoint: string, data: CaseData, options: P
       prediction_patch_size: patchSize,
       prediction_overlap: overlap,
       prediction_outside_body: options.keepOutsideBody ? 'kept' : 'zeroed',
+      // evaluate judges the prediction under the model's site (absent: the default site)
+      ...(isDefaultProfile(model.site) ? {} : { prediction_site_profile: model.site }),
+      // the constraint vector is the model's site's
+      ...(caseSiteName(data.metadata) === model.site.name ? {} : { site: model.site.name }),
     },
   };
 }

@@ -9,6 +9,7 @@ import type { DatasetSplit } from '../data/split.js';
 import type { CaseEvaluation, MetricSummary } from '../eval/evaluate.js';
 import { V_LEVELS_GY, type DoseMetrics } from '../metrics/dvh.js';
 import type { OpenKbpSummary } from '../openkbp/scores.js';
+import type { SiteProfile } from '../sites/profile.js';
 import type { StopReason } from '../train/events.js';
 import type { MetricColumn } from './layout.js';
 
@@ -22,6 +23,8 @@ export interface TrainingConfigFile {
   parameters?: number;
   device?: string;
   precision?: string;
+  /** the run's site profile, resolved (absent: the default site, prostate-sib) */
+  siteProfile?: SiteProfile;
 }
 
 /** split.json */
@@ -109,6 +112,7 @@ export const trainingConfigFileSchema = z.object({
   parameters: count.optional(),
   device: z.string().optional(),
   precision: z.string().optional(),
+  siteProfile: z.record(z.string(), z.unknown()).optional(),
 });
 
 export const splitFileSchema = z.object({

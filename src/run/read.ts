@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { z } from 'zod';
 
 import { parseTrainConfig } from '../config/schema.js';
+import { parseSiteProfile } from '../sites/profile.js';
 import { invalidInput, VmatError } from '../errors.js';
 import type { TrainEvent } from '../train/events.js';
 import {
@@ -62,7 +63,8 @@ export function readTrainingConfig(runDir: string): TrainingConfigFile {
   const path = runPaths(runDir).trainingConfig;
   const file = parseFile(trainingConfigFileSchema, readJson(path, `training_config.json of ${runDir}`), path);
   try {
-    return { ...file, settings: parseTrainConfig(file.settings) };
+    const { siteProfile, ...rest } = file;
+    return { ...rest, ...(siteProfile ? { siteProfile: parseSiteProfile(siteProfile, 'siteProfile') } : {}), settings: parseTrainConfig(file.settings) };
   } catch (error) {
     if (error instanceof VmatError) throw invalidInput(`${path}: ${error.message}`);
     throw error;

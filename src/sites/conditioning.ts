@@ -4,7 +4,7 @@
  * (`constraints_mode: "limits"`). Slot semantics are documented on `ConditioningSlot` in profile.ts.
  */
 import type { CaseData } from '../data/case.js';
-import { defaultConditioning, structureMatcher, type ConditioningSlot, type SiteProfile } from './profile.js';
+import { caseSiteName, defaultConditioning, structureMatcher, type ConditioningSlot, type SiteProfile } from './profile.js';
 
 export interface Conditioning {
   vector: Float32Array;
@@ -82,4 +82,14 @@ export function achievedConditioning(profile: SiteProfile, data: CaseData & { do
 export function conditioningFor(profile: SiteProfile, data: CaseData): Conditioning {
   if (data.dose) return { vector: achievedConditioning(profile, data as CaseData & { dose: Float32Array }), mode: 'achieved' };
   return { vector: defaultConditioning(profile), mode: 'limits' };
+}
+
+/**
+ * The conditioning vector a model of the profile is trained on or predicts with for a case: the case's own vector
+ * when it records this site (as the case source wrote it, achieved or limits) and has the profile's length, else
+ * the one computed from the case under the profile (`conditioningFor`).
+ */
+export function caseConditioning(profile: SiteProfile, data: CaseData): Float32Array {
+  if (caseSiteName(data.metadata) === profile.name && data.constraints.length === profile.conditioning.length) return data.constraints;
+  return conditioningFor(profile, data).vector;
 }

@@ -10,7 +10,7 @@ import { basename, join, resolve } from 'node:path';
 import { z } from 'zod';
 
 import { structureKey } from '../data/structures.js';
-import { invalidInput } from '../errors.js';
+import { invalidInput, VmatError } from '../errors.js';
 
 /** The folder of the shipped profiles (`sites/` at the package root). */
 export const SITES_DIR = resolve(import.meta.dirname, '..', '..', 'sites');
@@ -149,6 +149,16 @@ export function parseSiteProfile(input: unknown, source: string): SiteProfile {
         (slot.kind === 'volumeCc' && row.unit === 'cc') ||
         ((slot.kind === 'maxDose' || slot.kind === 'meanDose') && row.unit === 'Gy');
       if (!compatible) throw bad(`constraints[${i}] (${row.metric} in ${row.unit}) cannot take its limit from the ${slot.kind} slot ${row.slot}`);
+      // Without a case's limits the table takes the slot's default: it must be the row's limit.
+      const fromSlot = slot.kind === 'volumeCc' ? slot.default * slot.scaleCc : row.unit === 'Gy' ? slot.default * profile.normalisationDoseGy : slot.default * 100;
+      if (Math.abs(fromSlot - row.limit) > 1e-6 * Math.max(1, row.limit)) {
+        throw bad(`constraints[${i}] (${row.structure} ${row.metric} < ${row.limit} ${row.unit}) disagrees with the default of its slot ${row.slot} (${+fromSlot.toFixed(6)} ${row.unit})`);
+      }
+      if (slot.kind === 'volumeCc' && slot.doseSlot !== undefined) {
+        const level = slots.get(slot.doseSlot)!.default * profile.normalisationDoseGy;
+        const metricGy = Number(/^V(.+)Gy$/.exec(row.metric)?.[1]);
+        if (Math.abs(level - metricGy) > 1e-6 * Math.max(1, metricGy)) throw bad(`constraints[${i}] (${row.structure} ${row.metric}) disagrees with the dose level of ${slot.doseSlot} (${+level.toFixed(6)} Gy)`);
+      }
     }
   });
   return profile;
@@ -228,4 +238,62 @@ export function structureMatcher(profile: SiteProfile, extra: Record<string, str
     byKey.set(structureKey(from), to);
   }
   return (roi) => byKey.get(structureKey(roi)) ?? null;
+}
+
+/** Whether a profile is the shipped default (a run or checkpoint that records no profile is this one). */
+export function isDefaultProfile(profile: SiteProfile): boolean {
+  return JSON.stringify(profile) === JSON.stringify(loadSiteProfile(DEFAULT_SITE));
+}
+
+/**
+ * The profile of a setting `site` (a shipped name or a .json path) or a profile object already resolved (a run's or
+ * a checkpoint's record); errors name the setting.
+ */
+export function resolveSiteProfile(site: string | SiteProfile | undefined, source = 'the site'): SiteProfile {
+  if (site === undefined) return loadSiteProfile(DEFAULT_SITE);
+  try {
+    return typeof site === 'string' ? loadSiteProfile(site) : parseSiteProfile(site, source);
+  } catch (error) {
+    if (error instanceof VmatError && typeof site === 'string') throw invalidInput(error.message, { settings: ['site'], cause: error });
+    throw error;
+  }
+}
+
+/** The site a case file records (`metadata.site`); a case that records none is of the default site. */
+export function caseSiteName(metadata: Record<string, unknown>): string {
+  return typeof metadata.site === 'string' ? metadata.site : DEFAULT_SITE;
+}
+
+/**
+ * A case's structure names as the profile's channel names (through its aliases), for `mapStructures`; a name the
+ * profile does not know stays as it is. Two names that become one channel are refused, naming both.
+ */
+export function channelNamesOfCase(profile: SiteProfile, names: readonly string[]): string[] {
+  const match = structureMatcher(profile);
+  const mapped = names.map((name) => {
+    const channel = match(name);
+    return channel === null || channel === 'body' ? name : channel;
+  });
+  const byKey = new Map<string, number>();
+  mapped.forEach((name, index) => {
+    const first = byKey.get(structureKey(name));
+    if (first !== undefined && structureKey(names[first]!) !== structureKey(names[index]!)) {
+      throw invalidInput(`the case names '${names[first]}' and '${names[index]}', which are both the structure ${name} of the site ${profile.name}: expected each structure once`);
+    }
+    byKey.set(structureKey(name), index);
+  });
+  return mapped;
+}
+
+/**
+ * The model input channels (1 + index in `channels`; channel 0 is the CT) that the x flip swaps: the profile's
+ * left-right pairs of which both structures are channels.
+ */
+export function leftRightChannelPairs(profile: SiteProfile, channels: readonly string[]): [number, number][] {
+  const match = structureMatcher(profile);
+  const index = (name: string) => channels.findIndex((channel) => structureKey(match(channel) ?? channel) === structureKey(name));
+  return profile.leftRightPairs.flatMap(([left, right]): [number, number][] => {
+    const [a, b] = [index(left), index(right)];
+    return a >= 0 && b >= 0 ? [[1 + a, 1 + b]] : [];
+  });
 }

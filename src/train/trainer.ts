@@ -13,12 +13,11 @@ import { parseTrainConfig, type TrainConfig, type TrainConfigInput } from '../co
 import { loadCase, type CaseData } from '../data/case.js';
 import { buildModelInput } from '../data/inputs.js';
 import { splitDataset, type DatasetSplit } from '../data/split.js';
-import { mapStructures, structureKey } from '../data/structures.js';
+import { mapStructures } from '../data/structures.js';
 import { invalidInput, isAbortError, VmatError } from '../errors.js';
 import type { NativeTrainCase } from '../native/addon.js';
 import { callNative } from '../native/call.js';
 import { loadNative } from '../native/loader.js';
-import { CONSTRAINT_SLOTS } from '../predict/predict.js';
 import {
   appendLogEvent,
   appendMetricsRow,
@@ -41,6 +40,8 @@ import {
   type TrainingConfigFile,
 } from '../run/index.js';
 import { runtimeReport } from '../runtime.js';
+import { caseConditioning } from '../sites/conditioning.js';
+import { channelNamesOfCase, DEFAULT_SITE, isDefaultProfile, leftRightChannelPairs, resolveSiteProfile, structureMatcher, type SiteProfile } from '../sites/profile.js';
 import { VERSION } from '../version.js';
 import type { EpochEvent, StopReason, TrainEvent } from './events.js';
 import { nativeTrainSettings } from './native-settings.js';
@@ -94,6 +95,8 @@ export class Trainer {
     const given = parseTrainConfig(config);
     const runDir = resolve(given.logDir, given.expName);
     const settings = await this.prepareRunFolder(runDir, given, config, options);
+    // The run's site profile as recorded (a run that records none is of the default site).
+    const profile = readTrainingConfig(runDir).siteProfile ?? resolveSiteProfile(DEFAULT_SITE);
     const split = await this.resolveSplit(runDir, settings, options.resume === true);
     const emit = this.eventSink(runDir, options.onProgress);
 
@@ -102,7 +105,7 @@ export class Trainer {
       for (let i = 0; i < files.length; i++) {
         if (options.signal?.aborted) break;
         // An abort while a case loads stops the run as one during training does: fit resolves, stop reason aborted.
-        const item = await this.loadTrainingCase(join(settings.dataDir, files[i]!), settings, options.signal).catch((error: unknown) => {
+        const item = await this.loadTrainingCase(join(settings.dataDir, files[i]!), settings, options.signal, profile).catch((error: unknown) => {
           if (isAbortError(error)) return undefined;
           throw error;
         });
@@ -115,10 +118,8 @@ export class Trainer {
     const train = await load(split.train, split.files.train);
     const val = await load(split.val, split.files.val);
 
-    // The x flip of the patch sampler swaps left and right structures' channels (channel 0 is the CT).
-    const channel = (name: string) => settings.structures.findIndex((s) => structureKey(s) === structureKey(name));
-    const [left, right] = [channel('Femur_L'), channel('Femur_R')];
-    const leftRightPairs: [number, number][] = left >= 0 && right >= 0 ? [[1 + left, 1 + right]] : [];
+    // The x flip of the patch sampler swaps the profile's left and right structures' channels.
+    const leftRightPairs = leftRightChannelPairs(profile, settings.structures);
     let summary: FitResult;
     try {
       const result = options.signal?.aborted
@@ -128,12 +129,12 @@ export class Trainer {
               loadNative().trainModel(
                 { train, val },
                 nativeTrainSettings(settings, {
-                  // data.md's constraint vector; a case whose vector has another length is refused, naming it.
-                  condDim: CONSTRAINT_SLOTS.length,
+                  // The profile's conditioning vector (caseConditioning gives every case one of this length).
+                  condDim: profile.conditioning.length,
                   leftRightPairs,
                   checkpointDir: runPaths(runDir).checkpoints,
                   resume: options.resume === true,
-                  checkpointMetadata: this.checkpointMetadata(settings),
+                  checkpointMetadata: this.checkpointMetadata(settings, profile),
                 }),
                 native,
               ),
@@ -164,11 +165,22 @@ export class Trainer {
     return summary;
   }
 
-  /** Loads one case for training or validation: the model input, the dose, body and PTV70 masks, the constraints. */
-  protected async loadTrainingCase(path: string, settings: TrainConfig, signal?: AbortSignal): Promise<{ case: NativeTrainCase; warnings: string[] }> {
-    const data: CaseData = await loadCase(path);
-    if (!data.dose) throw invalidInput(`${path} has no dose: training and validation cases need one`);
-    const { input, body, warnings } = await buildModelInput(data, settings.structures, { signal, threads: settings.threads || undefined });
+  /**
+   * Loads one case for training or validation: the model input (the case's structures matched onto the channels
+   * through the profile's aliases), the dose, body and PTV70 masks, the profile's conditioning vector.
+   */
+  protected async loadTrainingCase(
+    path: string,
+    settings: TrainConfig,
+    signal: AbortSignal | undefined,
+    profile: SiteProfile,
+  ): Promise<{ case: NativeTrainCase; warnings: string[] }> {
+    const loaded: CaseData = await loadCase(path);
+    if (!loaded.dose) throw invalidInput(`${path} has no dose: training and validation cases need one`);
+    const match = structureMatcher(profile);
+    const data = { ...loaded, structures: channelNamesOfCase(profile, loaded.structures) };
+    const channels = settings.structures.map((name) => (match(name) === null || match(name) === 'body' ? name : match(name)!));
+    const { input, body, warnings } = await buildModelInput(data, channels, { signal, threads: settings.threads || undefined });
     const [z, y, x] = data.shape;
     const voxels = z * y * x;
     const ptvIndex = mapStructures(data.structures, ['PTV70']).indices[0]!;
@@ -177,23 +189,27 @@ export class Trainer {
         id: data.caseId,
         input,
         shape: [1 + settings.structures.length, z, y, x],
-        dose: data.dose,
+        dose: loaded.dose,
         body,
         ptv70: ptvIndex >= 0 ? data.masks.subarray(ptvIndex * voxels, (ptvIndex + 1) * voxels) : undefined,
-        constraints: data.constraints,
+        constraints: caseConditioning(profile, loaded),
       },
       warnings,
     };
   }
 
-  /** What every checkpoint of the run carries besides the model config, so that `predict` needs nothing else. */
-  protected checkpointMetadata(settings: TrainConfig): Record<string, string> {
+  /**
+   * What every checkpoint of the run carries besides the model config, so that `predict` needs nothing else; the
+   * site profile unless it is the default (a checkpoint without one is of the default site, as before profiles).
+   */
+  protected checkpointMetadata(settings: TrainConfig, profile: SiteProfile): Record<string, string> {
     return {
       structures: JSON.stringify(settings.structures),
       normalisation_dose_gy: String(settings.normalisationDoseGy),
       patch_size: String(settings.patchSize),
       exp_name: settings.expName,
       vmat_native_version: VERSION,
+      ...(isDefaultProfile(profile) ? {} : { site_profile: JSON.stringify(profile) }),
     };
   }
 
@@ -211,6 +227,9 @@ export class Trainer {
       const saved = readTrainingConfig(runDir);
       // The saved settings, with the fields the caller gave explicitly on top (e.g. more epochs, another device).
       const explicit = Object.fromEntries(Object.entries(input).filter(([, value]) => value !== undefined));
+      if (explicit.site !== undefined && explicit.site !== saved.settings.site) {
+        throw invalidInput(`cannot resume ${runDir} with the site ${String(explicit.site)}: it was trained with ${saved.settings.site}`, { settings: ['site', 'resume'] });
+      }
       const settings = parseTrainConfig({ ...saved.settings, ...explicit, inChannels: undefined });
       await this.writeConfig(runDir, settings, {});
       return settings;
@@ -225,9 +244,10 @@ export class Trainer {
       }
       await rm(runDir, { recursive: true, force: true });
     }
+    const profile = resolveSiteProfile(given.site);
     await createRunFolder(runDir);
     await writeMetrics(runDir, []);
-    await this.writeConfig(runDir, given, {});
+    await this.writeConfig(runDir, given, isDefaultProfile(profile) ? {} : { siteProfile: profile });
     await writeEnvironment(runDir, this.environment(given));
     return given;
   }
@@ -236,7 +256,10 @@ export class Trainer {
   private async writeConfig(runDir: string, settings: TrainConfig, extra: Partial<TrainingConfigFile>): Promise<void> {
     const previous = existsSync(runPaths(runDir).trainingConfig) ? readTrainingConfig(runDir) : undefined;
     const { settings: _settings, ...rest } = previous ?? {};
-    await writeTrainingConfig(runDir, { ...rest, ...extra, settings, dataDir: resolve(settings.dataDir) });
+    // The default site is not written (a run that records none is of it), so its files are those before profiles.
+    const { site, ...withoutSite } = settings;
+    const written = (site === DEFAULT_SITE ? withoutSite : settings) as TrainConfig;
+    await writeTrainingConfig(runDir, { ...rest, ...extra, settings: written, dataDir: resolve(settings.dataDir) });
   }
 
   private environment(settings: TrainConfig): EnvironmentFile {

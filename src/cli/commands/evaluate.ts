@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 
 import { invalidInput } from '../../errors.js';
 import type { CaseEvaluation } from '../../eval/evaluate.js';
+import { constraintLabel } from '../../eval/metrics.js';
 import { evaluatePredictions, evaluateRun, evaluationProgressLine, type EvaluationProgress, type EvaluationResult } from '../../eval/run.js';
 import { RUN_FILES } from '../../run/index.js';
 import { deviceOption } from '../options.js';
@@ -19,6 +20,7 @@ export interface EvaluateFlags {
   overwrite?: boolean;
   json?: boolean;
   openkbp?: boolean;
+  site?: string;
 }
 
 /** NaN has no JSON spelling: it is written as null. */
@@ -47,10 +49,31 @@ function printResult(result: EvaluationResult, json: boolean | undefined): void 
     `gamma 3%/3mm     ${pm('gamma.3%/3mm.pass_rate_pct', 2)} %`,
     `gamma 2%/2mm     ${pm('gamma.2%/2mm.pass_rate_pct', 2)} %`,
     `gamma 3%/3mm PTV ${pm('gamma.3%/3mm_ptv.pass_rate_pct', 2)} %`,
+    ...constraintLines(cases),
     ...(openkbp ? [`OpenKBP dose score ${openkbp.dose_score_gy.toFixed(4)} Gy`, `OpenKBP DVH score  ${openkbp.dvh_score_gy.toFixed(4)} Gy`] : []),
     `written to       ${outDir}`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+/** The constraint table as clinicians write it, with how many cases meet each row (reference, prediction). */
+function constraintLines(cases: CaseEvaluation[]): string[] {
+  const rows = new Map<string, { label: string; ref: [number, number]; pred: [number, number] }>();
+  for (const evaluation of cases) {
+    for (const check of evaluation.constraints) {
+      const row = rows.get(check.name) ?? { label: constraintLabel(check), ref: [0, 0], pred: [0, 0] };
+      if (check.refPass !== null) row.ref = [row.ref[0] + (check.refPass ? 1 : 0), row.ref[1] + 1];
+      if (check.predPass !== null) row.pred = [row.pred[0] + (check.predPass ? 1 : 0), row.pred[1] + 1];
+      rows.set(check.name, row);
+    }
+  }
+  if (rows.size === 0) return [];
+  const width = Math.max(16, ...[...rows.values()].map((row) => row.label.length));
+  const met = ([n, of]: [number, number]) => (of === 0 ? 'not in any case' : `${n}/${of} met`);
+  return [
+    `${'constraint'.padEnd(width)}  reference        prediction`,
+    ...[...rows.values()].map((row) => `${row.label.padEnd(width)}  ${met(row.ref).padEnd(15)}  ${met(row.pred)}`),
+  ];
 }
 
 export function register(program: Command): void {
@@ -66,10 +89,11 @@ export function register(program: Command): void {
     .option('--overwrite', 'replace existing evaluation files')
     .option('--json', 'print one JSON document')
     .option('--openkbp', "also the OpenKBP challenge's dose and DVH scores (automatic for cases imported from OpenKBP)")
+    .option('--site <name|file>', "site profile of the constraint table (default: the model's, which predict records, else the one the reference records, else prostate-sib); a run uses its own")
     .action(async (run: string | undefined, flags: EvaluateFlags) => {
       const threads = flags.threads === undefined ? undefined : Number(flags.threads);
       if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) throw invalidInput(`--threads must be a whole number >= 1, got '${flags.threads}'`);
-      const options = { device: flags.device, threads, overwrite: flags.overwrite, openkbp: flags.openkbp, onProgress: (event: EvaluationProgress) => note(evaluationProgressLine(event)) };
+      const options = { device: flags.device, threads, overwrite: flags.overwrite, openkbp: flags.openkbp, site: flags.site, onProgress: (event: EvaluationProgress) => note(evaluationProgressLine(event)) };
       if (run !== undefined) {
         if (flags.pred || flags.ref) throw invalidInput('give either RUN or --pred and --ref, not both');
         printResult(await evaluateRun(run, { ...options, out: flags.out }), flags.json);

@@ -23,7 +23,7 @@ export function register(program: Command): void {
     .option('--sw-batch <n>', 'windows per network call', '2')
     .addOption(deviceOption('where the network runs'))
     .option('--threads <n>', 'CPU threads of libtorch (0: its default)', '0')
-    .option('--constraint <slot=value...>', 'override a constraint slot (name like rectum_v70, or index 0-12); repeatable')
+    .option('--constraint <slot=value...>', "override a conditioning slot of the checkpoint's site (a name like rectum_v70, or an index); repeatable")
     .option('--dicom-out <dir>', 'also write each prediction as an RTDOSE <case>_pred.dcm here (cases made by `import dicom`)')
     .option('--keep-outside-body', 'keep the predicted dose outside the body / possible-dose mask (by default it is set to 0 there)')
     .option('--overwrite', 'replace existing prediction files')
