@@ -54,7 +54,7 @@ function caseSection(evaluation: CaseEvaluation): string {
     return keys.map((key) => [d.structure, key, fixed(d.reference[key], 3), fixed(d.prediction[key], 3), fixed(d.prediction[key] - d.reference[key], 3)]);
   });
   const passText = (pass: boolean | null) => (pass === null ? '–' : pass ? 'pass' : 'FAIL');
-  const constraintRows = evaluation.constraints.map((c) => [c.name, c.limit === null ? '–' : `${formatValue(c.limit)}${c.unit ? ` ${c.unit}` : ''}`, fixed(c.reference, 3), passText(c.referencePass), fixed(c.prediction, 3), passText(c.predictionPass)]);
+  const constraintRows = evaluation.constraints.map((c) => [c.label, c.limit === null ? '–' : `${formatValue(c.limit)}${c.unit ? ` ${c.unit}` : ''}`, fixed(c.reference, 3), passText(c.referencePass), fixed(c.prediction, 3), passText(c.predictionPass)]);
   return `<details><summary>${escapeHtml(evaluation.caseId)}: DVH metrics and constraints</summary>
 ${dvhRows.length ? table(['structure', 'metric', 'reference', 'prediction', 'prediction − reference'], dvhRows, { numericFrom: 2 }) : '<p>No DVH metrics in this evaluation.</p>'}
 ${constraintRows.length ? `<h4>Clinical constraints</h4>${table(['constraint', 'limit', 'reference', '', 'prediction', ''], constraintRows, { numericFrom: 2 })}` : '<p>No constraint table in this evaluation.</p>'}

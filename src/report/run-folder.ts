@@ -6,6 +6,7 @@ import { existsSync, statSync } from 'node:fs';
 import { basename, isAbsolute, resolve } from 'node:path';
 
 import { invalidInput } from '../errors.js';
+import { constraintLabel } from '../eval/metrics.js';
 import {
   evaluationPaths,
   listCaseEvaluations,
@@ -47,6 +48,8 @@ export interface StructureDvh {
 
 export interface ConstraintRow {
   name: string;
+  /** as clinicians write it: "Rectum V50Gy < 50 %" */
+  label: string;
   limit: number | null;
   unit: string;
   reference: number | null;
@@ -167,6 +170,7 @@ export function readCaseEvaluation(path: string): CaseEvaluation {
   });
   const constraints: ConstraintRow[] = file.constraints.map((item) => ({
     name: item.name,
+    label: constraintLabel(item),
     limit: item.limit,
     unit: item.unit,
     reference: item.ref,
