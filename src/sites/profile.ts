@@ -254,7 +254,8 @@ export function resolveSiteProfile(site: string | SiteProfile | undefined, sourc
   try {
     return typeof site === 'string' ? loadSiteProfile(site) : parseSiteProfile(site, source);
   } catch (error) {
-    if (error instanceof VmatError && typeof site === 'string') throw invalidInput(error.message, { settings: ['site'], cause: error });
+    // An unknown name speaks of the setting; a file's problems name the file.
+    if (error instanceof VmatError && typeof site === 'string' && error.message.startsWith('unknown site')) throw invalidInput(error.message, { settings: ['site'], cause: error });
     throw error;
   }
 }
