@@ -160,6 +160,12 @@ describe('train --site head-neck', () => {
     );
   });
 
+  it('keeps the site on resume and refuses another one', async () => {
+    await expect(new Trainer().fit({ dataDir, expName: 'hn', logDir, site: 'prostate-sib' }, { resume: true })).rejects.toThrow(
+      /cannot resume .* with the site prostate-sib: it was trained with head-neck/,
+    );
+  });
+
   it("evaluates a run and its predictions under the model's site, and plain evaluate takes --site", async () => {
     const result = await evaluateRun(runDir, { device: 'cpu', threads: 1 });
     const rows = result.cases[0]!.constraints;
@@ -184,7 +190,7 @@ describe('the default site and bad profiles', () => {
     await writeTinyCohort(prostateData, 4);
     const result = await new Trainer().fit({ ...base, dataDir: prostateData, expName: 'pr', logDir: tempDir('vmat-pr-runs-') });
     const text = readFileSync(join(result.runDir, 'training_config.json'), 'utf8');
-    expect(text).not.toMatch(/site/i);
+    expect(text).not.toMatch(/"site/);
     expect(readTrainingConfig(result.runDir).settings.site).toBe('prostate-sib');
     expect(checkpointModel(join(result.runDir, 'checkpoints', 'last.safetensors')).site.name).toBe('prostate-sib');
   });

@@ -7,9 +7,9 @@ import type { CaseData } from '../src/data/case.js';
 import { constraintLabel, constraintTable } from '../src/eval/metrics.js';
 import { CONSTRAINT_SLOTS } from '../src/predict/predict.js';
 import { synthesizeCase } from '../src/data/synth.js';
-import { conditioningFor } from '../src/sites/conditioning.js';
+import { caseConditioning, conditioningFor } from '../src/sites/conditioning.js';
 import { CANONICAL_STRUCTURES } from '../src/data/structures.js';
-import { channelNames, defaultConditioning, loadSiteProfile, parseSiteProfile, shippedSites, structureMatcher } from '../src/sites/profile.js';
+import { channelNames, channelNamesOfCase, defaultConditioning, leftRightChannelPairs, loadSiteProfile, parseSiteProfile, shippedSites, structureMatcher } from '../src/sites/profile.js';
 import { tempDir } from './helpers.js';
 
 describe('site profiles', () => {
@@ -156,5 +156,27 @@ describe('the constraint table of a site profile', () => {
     expect(() => parseSiteProfile({ ...base, constraints }, 'mine.json')).toThrow(
       /^the site profile mine.json is not valid: constraints\[0\] \(Brainstem Dmax < 50 Gy\) disagrees with the default of its slot brainstem_dmax \(54 Gy\)$/,
     );
+  });
+});
+
+describe('a case under a site profile', () => {
+  it("keeps the case's own vector of its site, and computes one under another site", async () => {
+    const data = await synthesizeCase(2, { seed: 5, shape: [16, 32, 32], spacingMm: [5, 4, 4] });
+    const prostate = loadSiteProfile('prostate-sib');
+    const own = Float32Array.from(data.constraints, (v, i) => (i === 5 ? 0.123 : v)); // not what the dose gives
+    expect(caseConditioning(prostate, { ...data, constraints: own })).toBe(own);
+    const headNeck = loadSiteProfile('head-neck');
+    expect(Array.from(caseConditioning(headNeck, data))).toEqual(Array.from(conditioningFor(headNeck, data).vector));
+    expect(caseConditioning(headNeck, data)).toHaveLength(10);
+  });
+
+  it('maps left-right pairs onto the channels given, through the aliases; a missing side gives no pair', () => {
+    const headNeck = loadSiteProfile('head-neck');
+    expect(leftRightChannelPairs(loadSiteProfile('prostate-sib'), CANONICAL_STRUCTURES)).toEqual([[6, 7]]);
+    expect(leftRightChannelPairs(headNeck, channelNames(headNeck))).toEqual([[7, 6]]);
+    expect(leftRightChannelPairs(headNeck, ['Parotid_R', 'PTV70', 'parotid left'])).toEqual([[3, 1]]);
+    expect(leftRightChannelPairs(headNeck, ['PTV70', 'LeftParotid'])).toEqual([]);
+    expect(channelNamesOfCase(headNeck, ['Parotid_L', 'Cord', 'Lens'])).toEqual(['LeftParotid', 'SpinalCord', 'Lens']);
+    expect(() => channelNamesOfCase(headNeck, ['Parotid_L', 'LeftParotid'])).toThrow(/'Parotid_L' and 'LeftParotid', which are both the structure LeftParotid of the site head-neck/);
   });
 });
