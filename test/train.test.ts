@@ -124,8 +124,9 @@ describe('Trainer.fit', () => {
   it('stops with a clear message when the loss blows up (lr 1e12), keeping what was there', async () => {
     const logDir = tempDir('vmat-runs-');
     const run = new Trainer().fit({ ...base, dataDir, expName: 'nan', logDir, lr: 1e12, minLr: 0, gradClip: 0 });
-    await expect(run).rejects.toMatchObject({ code: 'VMAT_NOT_FINITE' });
-    await expect(run).rejects.toThrow(/loss became (NaN|infinite) at epoch \d+, step \d+ of \d+/);
+    // The native message names settings, not flags; the CLI adds each setting's flag (withFlagNames).
+    await expect(run).rejects.toMatchObject({ code: 'VMAT_NOT_FINITE', settings: expect.arrayContaining(['lr']) });
+    await expect(run).rejects.toThrow(/loss became (NaN|infinite) at epoch \d+, step \d+ of \d+ \(learning rate [^)]+\).*Try a lower lr\b/);
     const summary = JSON.parse(readFileSync(join(logDir, 'nan', 'training_summary.json'), 'utf8'));
     expect(summary.stopReason).toBe('not_finite');
   });

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 
-import { parseTrainConfig, type TrainConfig, type TrainConfigInput } from '../config/schema.js';
+import { parseTrainConfig, TRAIN_FIELDS, type TrainConfig, type TrainConfigInput } from '../config/schema.js';
 import { loadCase, type CaseData } from '../data/case.js';
 import { buildModelInput } from '../data/inputs.js';
 import { splitDataset, type DatasetSplit } from '../data/split.js';
@@ -137,7 +137,7 @@ export class Trainer {
                 }),
                 native,
               ),
-            { onProgress: (event) => void emit(event), signal: options.signal, threads: settings.threads || undefined, abort: 'result' },
+            { onProgress: (event) => void emit(event), signal: options.signal, threads: settings.threads || undefined, abort: 'result', settings: Object.keys(TRAIN_FIELDS) },
           );
       await emit.flush();
       summary = {
