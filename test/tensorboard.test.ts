@@ -9,84 +9,8 @@ import { crc32c, TensorBoardLog } from '../src/run/tensorboard.js';
 import type { EpochEvent, StepEvent } from '../src/train/events.js';
 import { tempDir } from './helpers.js';
 
-/**
- * An independent reader of TensorBoard event files, in Python: TFRecord framing with both masked CRC-32C checks
- * (a bitwise CRC, not the writer's table), and the protobuf wire format decoded field by field against
- * tensorflow/core/util/event.proto and summary.proto. Prints the events as JSON.
- */
-const PYTHON_READER = String.raw`
-import json, struct, sys
-
-def crc32c(data):
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-    return crc ^ 0xFFFFFFFF
-
-def masked(data):
-    crc = crc32c(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-def fields(buf):
-    i = 0
-    while i < len(buf):
-        key, i = varint(buf, i)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, i = varint(buf, i)
-        elif wire == 1:
-            value = buf[i:i + 8]; i += 8
-        elif wire == 5:
-            value = buf[i:i + 4]; i += 4
-        elif wire == 2:
-            length, i = varint(buf, i)
-            value = buf[i:i + length]; i += length
-        else:
-            raise ValueError('wire type %d' % wire)
-        yield number, wire, value
-
-def varint(buf, i):
-    shift = result = 0
-    while True:
-        b = buf[i]; i += 1
-        result |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return result, i
-
-events = []
-data = open(sys.argv[1], 'rb').read()
-pos = 0
-while pos < len(data):
-    header = data[pos:pos + 8]
-    (length,) = struct.unpack('<Q', header)
-    (length_crc,) = struct.unpack('<I', data[pos + 8:pos + 12])
-    assert length_crc == masked(header), 'length CRC'
-    payload = data[pos + 12:pos + 12 + length]
-    (payload_crc,) = struct.unpack('<I', data[pos + 12 + length:pos + 16 + length])
-    assert payload_crc == masked(payload), 'payload CRC'
-    pos += 16 + length
-    event = {'step': 0}
-    for number, wire, value in fields(payload):
-        if number == 1 and wire == 1: event['wall_time'] = struct.unpack('<d', value)[0]
-        elif number == 2 and wire == 0: event['step'] = value
-        elif number == 3 and wire == 2: event['file_version'] = value.decode()
-        elif number == 5 and wire == 2:
-            event['scalars'] = {}
-            for n, w, v in fields(value):
-                assert n == 1 and w == 2
-                tag = simple = None
-                for vn, vw, vv in fields(v):
-                    if vn == 1 and vw == 2: tag = vv.decode()
-                    elif vn == 2 and vw == 5: simple = struct.unpack('<f', vv)[0]
-                event['scalars'][tag] = simple
-        else:
-            raise ValueError('unexpected field %d' % number)
-    events.append(event)
-print(json.dumps(events))
-`;
+const READER = join(import.meta.dirname, 'fixtures', 'tfevents_reader.py');
+const readEvents = (path: string) => spawnSync('python3', [READER, path], { encoding: 'utf8' });
 
 const epochEvent = (epoch: number, valMaeGy: number): EpochEvent => ({
   type: 'epoch', epoch, epochs: 2, lr: 1e-4 / epoch, trainLoss: 0.5 / epoch, trainMse: 0.4 / epoch, trainGrad: 0, trainNeg: 0.01, valLoss: 0.6 / epoch,
@@ -110,7 +34,7 @@ describe('TensorBoard event files', () => {
     log.write(stepEvent(2, 1, 0.5), new Date('2026-12-02T18:00:02Z'));
     log.write(epochEvent(1, 3.25), new Date('2026-12-02T18:00:03Z'));
     log.write(epochEvent(2, 2.125), new Date('2026-12-02T18:00:04Z'));
-    const result = spawnSync('python3', ['-c', PYTHON_READER, log.path], { encoding: 'utf8' });
+    const result = readEvents(log.path);
     expect(result.stderr).toBe('');
     const events = JSON.parse(result.stdout) as { wall_time: number; step: number; file_version?: string; scalars?: Record<string, number> }[];
     expect(events).toHaveLength(5);
@@ -134,7 +58,7 @@ describe('TensorBoard event files', () => {
     const dir = tempDir('vmat-tb-');
     const log = new TensorBoardLog(dir, { gradientLoss: true });
     log.write({ ...epochEvent(1, 3), trainGrad: 0.125, valMaePtv70Gy: 4.5 });
-    const events = JSON.parse(spawnSync('python3', ['-c', PYTHON_READER, log.path], { encoding: 'utf8' }).stdout);
+    const events = JSON.parse(readEvents(log.path).stdout);
     expect(events[1].scalars['loss/train_gradient']).toBe(0.125);
     expect(events[1].scalars['val_mae_gy/ptv70']).toBe(4.5);
   });
