@@ -49,6 +49,13 @@ function figureHtml(figure: NamedFigure): string {
 
 const fixed = (value: number | null | undefined, digits: number) => (value === null || value === undefined || !Number.isFinite(value) ? '–' : value.toFixed(digits));
 
+/** A headline number over the test cases: mean ± sd, or for one case its value, saying n = 1 (it has no sd). */
+function headlineCard(label: string, mean: number | null, sd: number | null, n: number, digits: number, unit: string): [string, string] {
+  if (mean === null) return [label, 'not evaluated'];
+  if (n === 1 || sd === null) return [`${label}, n = ${n} (no sd)`, `${fixed(mean, digits)} ${unit}`];
+  return [`${label}, mean ± sd over ${n} cases`, `${fixed(mean, digits)} ± ${fixed(sd, digits)} ${unit}`];
+}
+
 const passText = (pass: boolean | null) => (pass === null ? '–' : pass ? 'pass' : 'FAIL');
 
 /** Mean, sample sd and n of the finite values. */
@@ -214,8 +221,8 @@ export function reportHtml({ run, figures, skipped, comparison, generatedAt = ne
   const cards = [
     ['best validation MAE', `${fixed(run.summary.bestValMaeGy, 3)} Gy`],
     ['best epoch', `${run.summary.bestEpoch} of ${run.summary.epochsRun}`],
-    [test.n === 1 ? 'test MAE (body), one case' : `test MAE (body), mean ± sd over ${test.n} cases`, test.maeGy === null ? 'not evaluated' : `${formatMeanSd(test.maeGy, test.maeSdGy, test.n, 3)} Gy`],
-    [test.n === 1 ? 'gamma 3%/3 mm, one case' : `gamma 3%/3 mm, mean ± sd over ${test.n} cases`, test.gammaPct === null ? 'not evaluated' : `${formatMeanSd(test.gammaPct, test.gammaSdPct, test.n, 1)} %`],
+    headlineCard('test MAE (body)', test.maeGy, test.maeSdGy, test.n, 3, 'Gy'),
+    headlineCard('gamma 3%/3 mm', test.gammaPct, test.gammaSdPct, test.n, 1, '%'),
     ['training time', formatDuration(run.summary.seconds)],
     ['stop reason', run.summary.stopReason],
   ]
