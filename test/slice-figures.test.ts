@@ -207,7 +207,7 @@ describe('gamma histogram', () => {
     expect(figure.svg).toContain('75.0 % (n = 4)'); // A: 0.2, 0.5, 1.0 pass; 1.5 fails
     expect(figure.svg).toContain('66.7 % (n = 3)'); // B: 0.3, 0.9 pass; 2.5 fails
     expect(figure.svg).toContain('71.4 % (n = 7)');
-    expect(figure.svg).toContain('1 with Γ &gt; 2');
+    expect(figure.svg).toContain('1 at Γ ≥ 2, where the search stops');
   });
 });
 

@@ -256,7 +256,7 @@ export function dvhSpec(runName: string, evaluation: CaseEvaluation, prescriptio
               encoding: {
                 x: { field: 'dose', type: 'quantitative' },
                 y: { field: 'volume', type: 'quantitative' },
-                color: { ...colour, legend: null },
+                color: colour,
                 tooltip: { field: 'label' },
               },
             },
@@ -283,21 +283,23 @@ export function gammaByStructure(gamma: Float32Array, structures: { name: string
 }
 
 const GAMMA_BIN = 0.1;
+/** gamma.md's max_gamma: the search stops there and larger Γ are reported as 2. */
 const GAMMA_MAX = 2;
 
 /**
- * The Γ histogram (share of evaluated points per 0.1 bin up to 2; points above 2 counted in the title) beside the
- * pass rate (Γ ≤ 1) per structure, with the number of evaluated points.
+ * The Γ histogram (share of evaluated points per 0.1 bin; a last bar past 2 for the points at the search's cap,
+ * Γ ≥ 2) beside the pass rate (Γ ≤ 1) per structure, with the number of evaluated points.
  */
 export function gammaHistogramSpec(runName: string, caseId: string, criterion: string, groups: GammaGroup[]): TopLevelSpec {
   const all = groups[0]!.values;
-  const bins = Array.from({ length: Math.round(GAMMA_MAX / GAMMA_BIN) }, (_, i) => ({ low: Number((i * GAMMA_BIN).toFixed(1)), high: Number(((i + 1) * GAMMA_BIN).toFixed(1)), count: 0 }));
-  let above = 0;
+  const bins = Array.from({ length: Math.round(GAMMA_MAX / GAMMA_BIN) + 1 }, (_, i) => ({ low: Number((i * GAMMA_BIN).toFixed(1)), high: Number(((i + 1) * GAMMA_BIN).toFixed(1)), count: 0 }));
+  let capped = 0;
   for (const g of all) {
-    if (g > GAMMA_MAX) above++;
-    else bins[Math.min(bins.length - 1, Math.floor(g / GAMMA_BIN))]!.count++;
+    if (g >= GAMMA_MAX) capped++;
+    bins[Math.min(bins.length - 1, Math.floor(g / GAMMA_BIN))]!.count++;
   }
-  const histogram = bins.map((b) => ({ ...b, pct: all.length ? (100 * b.count) / all.length : 0, result: b.high <= 1 + 1e-9 ? 'pass (Γ ≤ 1)' : 'fail (Γ > 1)' }));
+  const result = (high: number) => (high <= 1 + 1e-9 ? 'pass (Γ ≤ 1)' : high > GAMMA_MAX + 1e-9 ? `Γ ≥ ${GAMMA_MAX} (search cap)` : 'fail (Γ > 1)');
+  const histogram = bins.map((b) => ({ ...b, pct: all.length ? (100 * b.count) / all.length : 0, result: result(b.high) }));
   const rates = groups.map((group) => {
     let passed = 0;
     for (const g of group.values) if (g <= 1) passed++;
@@ -308,7 +310,7 @@ export function gammaHistogramSpec(runName: string, caseId: string, criterion: s
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: {
       text: `Gamma ${criterion}: ${caseId} (${runName})`,
-      subtitle: `${all.length} points evaluated (dose ≥ 10 % of the maximum)${above ? `; ${above} with Γ > ${GAMMA_MAX} are left out of the histogram` : ''}`,
+      subtitle: `${all.length} points evaluated (reference dose ≥ the cutoff); ${capped} at Γ ≥ ${GAMMA_MAX}, where the search stops (the last bar)`,
       subtitleFontSize: 12,
       subtitleColor: '#444',
     },
@@ -321,10 +323,10 @@ export function gammaHistogramSpec(runName: string, caseId: string, criterion: s
             data: { values: histogram },
             mark: { type: 'bar', stroke: 'white', strokeWidth: 0.5 },
             encoding: {
-              x: { field: 'low', type: 'quantitative', bin: { binned: true, step: GAMMA_BIN }, title: 'Γ', scale: { domain: [0, GAMMA_MAX] } },
+              x: { field: 'low', type: 'quantitative', bin: { binned: true, step: GAMMA_BIN }, title: 'Γ', scale: { domain: [0, GAMMA_MAX + GAMMA_BIN] } },
               x2: { field: 'high' },
               y: { field: 'pct', type: 'quantitative', title: 'Evaluated points (%)' },
-              color: { field: 'result', type: 'nominal', title: null, scale: { domain: ['pass (Γ ≤ 1)', 'fail (Γ > 1)'], range: ['#4c78a8', '#f58518'] }, legend: { orient: 'top-right' } },
+              color: { field: 'result', type: 'nominal', title: null, scale: { domain: ['pass (Γ ≤ 1)', 'fail (Γ > 1)', `Γ ≥ ${GAMMA_MAX} (search cap)`], range: ['#4c78a8', '#f58518', '#b3541e'] }, legend: { orient: 'top-right' } },
             },
           },
           { data: { values: [{ g: 1 }] }, mark: { type: 'rule', color: '#111', strokeDash: [4, 3] }, encoding: { x: { field: 'g', type: 'quantitative' } } },

@@ -308,6 +308,8 @@ function overlayMarks(overlay: PanelOverlay, slice: Slice, x: number, y: number,
   return marks;
 }
 
+const LINE_LEGEND_COLUMNS = 5;
+
 /** An ordinal legend of line styles (contours, isodose lines) below the panels. */
 export interface LineLegend {
   name: string;
@@ -377,7 +379,13 @@ export async function renderSliceGrid(options: {
   }
   if (options.footnote) y += 4;
   const legendLength = Math.min(220, Math.max(100, (y - top) / options.legends.length - 60));
-  const lineLegends = options.lineLegends ?? [];
+  // Line legends stacked below the panels, LINE_LEGEND_COLUMNS entries a row (Vega lays bottom legends side by
+  // side, which would widen the figure far beyond the panels).
+  const lineLegends = (options.lineLegends ?? []).map((legend) => {
+    const placed = { ...legend, y: y + 6 };
+    y += 20 * Math.ceil(legend.entries.length / LINE_LEGEND_COLUMNS) + 6;
+    return placed;
+  });
   const spec: vega.Spec = {
     $schema: 'https://vega.github.io/schema/vega/v6.json',
     width: columnX[columnX.length - 1] + columnWidths[columnWidths.length - 1],
@@ -418,15 +426,20 @@ export async function renderSliceGrid(options: {
         stroke: `${legend.name}_colour`,
         strokeDash: `${legend.name}_dash`,
         title: legend.title,
-        orient: 'bottom',
+        orient: 'none',
+        legendX: rowLabelWidth,
+        legendY: legend.y,
         direction: 'horizontal',
+        columns: LINE_LEGEND_COLUMNS,
+        titleLimit: 90,
+        titleAlign: 'left',
         symbolType: 'stroke',
         symbolSize: 260,
         symbolStrokeWidth: 2,
         titleOrient: 'left',
-        labelLimit: 200,
+        labelLimit: 130,
         columnPadding: 12,
-        offset: 10,
+        rowPadding: 4,
         encode: { symbols: { update: { fill: { value: 'transparent' } } } },
       })),
     ],

@@ -139,7 +139,9 @@ ${constraintTableRows.length ? table(['structure', 'limit', 'reference', 'predic
 function perCaseSection(evaluation: NonNullable<RunFolder['evaluation']>): string {
   const cases = evaluation.cases;
   if (cases.length === 0) return '<p>No case evaluations (evaluation/&lt;case&gt;.json).</p>';
-  const ptv = [...new Set(cases.flatMap((c) => Object.keys(c.metrics)))].filter((key) => /^mae_gy\.PTV/i.test(key)).sort();
+  // The PTVs by prescription, highest first (PTV70 before PTV56).
+  const level = (key: string) => Number(/(\d+(?:\.\d+)?)/.exec(key)?.[1] ?? 0);
+  const ptv = [...new Set(cases.flatMap((c) => Object.keys(c.metrics)))].filter((key) => /^mae_gy\.PTV/i.test(key)).sort((a, b) => level(b) - level(a) || a.localeCompare(b));
   const keys = ['mae_gy.body', ...ptv, 'gamma.3%/3mm.pass_rate_pct', 'gamma.2%/2mm.pass_rate_pct', 'gamma.3%/3mm_ptv.pass_rate_pct'];
   const header = ['case', ...keys.map((key) => `${metricInfo(key).label} (${metricInfo(key).unit})`), 'constraints met: reference', 'prediction'];
   const rows = cases.map((c) => {
