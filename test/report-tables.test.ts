@@ -115,5 +115,9 @@ describe('report tables', () => {
     expect(single).toContain(`<span>test MAE (body), n = 1 (no sd)</span><b>${mean.toFixed(3)} Gy</b>`);
     expect(single).not.toMatch(/± –/);
     expect(single).toContain('Mean ± sd over 1 test case (n = 1: no sd)');
+    // Under that heading the cells hold the values alone.
+    const rows = tableAfter(single, 'Mean ± sd over 1 test case');
+    expect(rows.find((row) => row[0] === 'MAE, body')).toEqual(['MAE, body', mean.toFixed(3), 'Gy']);
+    expect(tableAfter(single, 'DVH metrics (clinical subset)').slice(1).every((row) => !row.join(' ').includes('n = 1'))).toBe(true);
   });
 });

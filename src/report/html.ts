@@ -67,6 +67,11 @@ function stats(values: number[]): { mean: number; sd: number; n: number } {
   return { mean, sd, n };
 }
 
+/** A summary table cell: mean ± sd; under a heading that says n = 1 (one case in all), the value alone. */
+function summaryCell(mean: number, sd: number, n: number, digits: number, cases: number): string {
+  return n === 1 && cases === 1 ? fixed(mean, digits) : formatMeanSd(mean, sd, n, digits);
+}
+
 const isTarget = (structure: string) => /^(PTV|CTV|GTV)/i.test(structure);
 /** The DVH metrics a physicist reads first: coverage and hot spot for targets, mean and near-maximum for organs. */
 const CLINICAL_DVH = { target: ['D98', 'D95', 'D50', 'D2', 'Dmean'], organ: ['Dmean', 'D2', 'D0.03cc'] };
@@ -82,7 +87,7 @@ function dvhSummaryRow(cases: CaseEvaluation[], structure: string, metric: strin
   });
   if (pairs.length === 0) return null;
   const [ref, pred, diff] = [stats(pairs.map((p) => p[0]!)), stats(pairs.map((p) => p[1]!)), stats(pairs.map((p) => p[1]! - p[0]!))];
-  const show = (s: { mean: number; sd: number; n: number }) => formatMeanSd(s.mean, s.sd, s.n, info.digits);
+  const show = (s: { mean: number; sd: number; n: number }) => summaryCell(s.mean, s.sd, s.n, info.digits, cases.length);
   return [structure, info.label, show(ref), show(pred), show(diff), info.unit];
 }
 
@@ -92,7 +97,7 @@ function summarySection(evaluation: NonNullable<RunFolder['evaluation']>): strin
   const rows = Object.entries(evaluation.summary)
     .map(([key, value]) => ({ key, info: metricInfo(key), ...value }))
     .filter((row) => row.info.group === 'Dose error' || row.info.group === 'Gamma' || row.info.group === 'OpenKBP');
-  const errorRows = rows.map((row) => [row.info.label, formatMeanSd(row.mean * row.info.factor, row.sd * row.info.factor, row.n, row.info.digits), row.info.unit]);
+  const errorRows = rows.map((row) => [row.info.label, summaryCell(row.mean * row.info.factor, row.sd * row.info.factor, row.n, row.info.digits, n), row.info.unit]);
   const structures = [...new Set(evaluation.cases.flatMap((c) => c.dvh.map((d) => d.structure)))];
   const allMetrics = [...new Set(evaluation.cases.flatMap((c) => c.dvh.flatMap((d) => Object.keys(d.reference))))];
   const clinical = structures.flatMap((structure) => (isTarget(structure) ? CLINICAL_DVH.target : CLINICAL_DVH.organ).map((metric) => dvhSummaryRow(evaluation.cases, structure, metric))).filter((row): row is string[] => row !== null);
@@ -120,8 +125,8 @@ function summarySection(evaluation: NonNullable<RunFolder['evaluation']>): strin
     return [
       criterion.structure,
       criterion.text,
-      `${formatMeanSd(r.mean, r.sd, r.n, digits)} ${r.n ? criterion.unit : ''}`.trim(),
-      `${formatMeanSd(p.mean, p.sd, p.n, digits)} ${p.n ? criterion.unit : ''}`.trim(),
+      `${summaryCell(r.mean, r.sd, r.n, digits, n)} ${r.n ? criterion.unit : ''}`.trim(),
+      `${summaryCell(p.mean, p.sd, p.n, digits, n)} ${p.n ? criterion.unit : ''}`.trim(),
       judged ? `${refPass} of ${judged}` : 'not judged',
       judged ? `${predPass} of ${judged}` : 'not judged',
     ];
