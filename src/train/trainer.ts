@@ -40,6 +40,7 @@ import {
   type MetricsRow,
   type TrainingConfigFile,
 } from '../run/index.js';
+import { TensorBoardLog } from '../run/tensorboard.js';
 import { runtimeReport } from '../runtime.js';
 import { VERSION } from '../version.js';
 import type { EpochEvent, StopReason, TrainEvent } from './events.js';
@@ -95,7 +96,8 @@ export class Trainer {
     const runDir = resolve(given.logDir, given.expName);
     const settings = await this.prepareRunFolder(runDir, given, config, options);
     const split = await this.resolveSplit(runDir, settings, options.resume === true);
-    const emit = this.eventSink(runDir, options.onProgress);
+    const tensorboard = settings.tensorboard ? new TensorBoardLog(runDir, { gradientLoss: settings.useGradientLoss }) : undefined;
+    const emit = this.eventSink(runDir, options.onProgress, tensorboard);
 
     const load = async (ids: string[], files: string[]) => {
       const cases: NativeTrainCase[] = [];
@@ -277,11 +279,12 @@ export class Trainer {
   }
 
   /** Writes every event to log.jsonl (and epochs to metrics.csv) in order, then hands it to the caller. */
-  private eventSink(runDir: string, onProgress?: (event: TrainEvent) => void) {
+  private eventSink(runDir: string, onProgress?: (event: TrainEvent) => void, tensorboard?: TensorBoardLog) {
     let chain: Promise<void> = Promise.resolve();
     let failure: unknown;
     const write = async (event: TrainEvent) => {
       await appendLogEvent(runDir, event);
+      tensorboard?.write(event);
       if (event.type === 'start') {
         await this.writeConfig(runDir, readTrainingConfig(runDir).settings, { parameters: event.parameters, device: event.device, precision: event.precision });
         // On resume, rows of epochs that the checkpoint does not include are dropped (they are computed again).
