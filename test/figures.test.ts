@@ -20,7 +20,7 @@ describe('vmat-native figures', () => {
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
     const dir = join(baseline.dir, 'figures');
-    const names = ['training_curves', 'loss_components', 'comparison', 'dose_slices_case_0002', 'dvh_case_0002', 'gamma_case_0002'];
+    const names = ['training_curves', 'loss_components', 'comparison', 'dose_slices_case_0002', 'dvh_case_0002', 'gamma_case_0002', 'gamma_histogram_case_0002'];
     for (const name of names) {
       const png = PNG.sync.read(readFileSync(join(dir, `${name}.png`)));
       expect(png.width, name).toBeGreaterThan(400);
@@ -30,7 +30,7 @@ describe('vmat-native figures', () => {
       const svg = readFileSync(join(dir, `${name}.svg`), 'utf8');
       expect(svg.startsWith('<svg')).toBe(true);
     }
-    expect(readdirSync(join(gradient.dir, 'figures')).filter((f) => f.endsWith('.png')).length).toBe(5);
+    expect(readdirSync(join(gradient.dir, 'figures')).filter((f) => f.endsWith('.png')).length).toBe(6);
     process.stderr.write(`figures in ${dir}\n`);
   });
 
@@ -47,6 +47,13 @@ describe('vmat-native figures', () => {
     const slices = readFileSync(join(dir, 'dose_slices_case_0002.svg'), 'utf8');
     expect(slices).toContain('Dose (Gy)');
     expect(slices).toContain('Difference (Gy)');
+    // ±10 % of the run's 70 Gy (the fixture records no prescription), isodoses and contours in the legend.
+    expect(slices).toContain('values from −7 to 7');
+    expect(slices).toContain('50 % (35 Gy)');
+    for (const structure of ['PTV70', 'Rectum', 'Bladder']) expect(slices).toContain(`>${structure}<`);
+    const histogram = readFileSync(join(dir, 'gamma_histogram_case_0002.svg'), 'utf8');
+    expect(histogram).toContain('Pass rate 3%/3 mm (%)');
+    expect(histogram).toMatch(/\d+\.\d % \(n = \d+\)/);
     expect(slices).toContain('Sagittal');
     const comparison = readFileSync(join(dir, 'comparison.svg'), 'utf8');
     expect(comparison).toContain('grad_loss_0.1');

@@ -210,6 +210,11 @@ describe('vmat-native gamma', () => {
     const badDta = runCli(['gamma', join(dir, 'ref.npy'), join(dir, 'ref.npy'), '--spacing', '2,2,2', '--dta', '0']);
     expect(badDta.status).toBe(1);
     expect(badDta.stderr).toMatch(/dtaMm = 0/);
+    // A native message names the setting; the CLI adds its flag.
+    writeNpy(join(dir, 'zero.npy'), new Float32Array(SHAPE[0] * SHAPE[1] * SHAPE[2]), SHAPE);
+    const zero = runCli(['gamma', join(dir, 'zero.npy'), join(dir, 'ref.npy'), '--spacing', '2,2,2']);
+    expect(zero.status).toBe(1);
+    expect(zero.stderr).toMatch(/the reference dose is zero everywhere, so the gamma has no normalisation; give one as normGy \(--norm\)/);
   });
 });
 

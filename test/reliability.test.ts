@@ -229,7 +229,7 @@ describe('checkpoints', () => {
   it('reports running out of memory with the cause and a remedy (it used to be an internal error, exit 2)', () => {
     // A 512³ window of 9 channels is 4.8 GB: more than a 3 GB address space allows.
     const result = spawnSync('bash', ['-c', `ulimit -v 3000000 && exec "${process.execPath}" "${cliPath}" predict --checkpoint "${checkpoint}" --input "${input()}" --output-dir "${join(dir, 'out_oom')}" --patch-size 512`], { encoding: 'utf8', env: { ...process.env, OMP_WAIT_POLICY: 'passive' } });
-    expectOneSentence({ status: result.status ?? -1, stderr: result.stderr }, /out of host memory while predicting \(an allocation of \d+ bytes failed\): use a smaller patchSize or swBatch/);
+    expectOneSentence({ status: result.status ?? -1, stderr: result.stderr }, /out of host memory while predicting \(an allocation of \d+ bytes failed\): use a smaller patchSize \(--patch-size\) or swBatch \(--sw-batch\)/);
   });
 
   it('refuses a folder given as the checkpoint, naming it as a folder', () => {

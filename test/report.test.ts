@@ -29,7 +29,7 @@ describe('vmat-native report', () => {
     expect(html).not.toMatch(/https?:\/\//);
     expect(html).not.toMatch(/<script|<link/i);
     const sources = [...html.matchAll(/src="([^"]*)"/g)].map((m) => m[1]);
-    expect(sources.length).toBe(5);
+    expect(sources.length).toBe(6); // curves, loss components, dose slices, DVH, gamma map, gamma histogram
     for (const source of sources) expect(source.startsWith('data:image/png;base64,')).toBe(true);
     // Reproducibility record, configuration, split and evaluation tables, computed from the run's files.
     expect(html).toContain('0123456789abcdef0123456789abcdef01234567');
@@ -55,13 +55,26 @@ describe('vmat-native report', () => {
       });
       await page.goto(pathToFileURL(reportPath).href, { waitUntil: 'load' });
       const images = await page.$$eval('img', (elements) => elements.map((img) => ({ complete: img.complete, width: img.naturalWidth, height: img.naturalHeight, alt: img.alt })));
-      expect(images.length).toBe(5);
+      expect(images.length).toBe(6);
       for (const image of images) {
         expect(image.complete, image.alt).toBe(true);
         expect(image.width, image.alt).toBeGreaterThan(0);
         expect(image.height, image.alt).toBeGreaterThan(0);
       }
       expect(await page.textContent('h1')).toContain('grad_loss_0.1');
+      // The tables a physicist reads: the summary with units, a narrow per-case table, every metric behind a toggle.
+      const summaryRows = await page.$$eval('table.summary tr', (rows) => rows.map((row) => row.textContent ?? ''));
+      expect(summaryRows.some((row) => row.includes('MAE, body') && row.includes('±') && row.includes('Gy'))).toBe(true);
+      expect(await page.$$eval('table.cases tr:first-child th', (cells) => cells.length)).toBeLessThanOrEqual(10);
+      const allMetrics = page.locator('details.all-metrics table');
+      expect(await allMetrics.isVisible()).toBe(false);
+      await page.click('details.all-metrics > summary');
+      expect(await allMetrics.isVisible()).toBe(true);
+      await page.click('details.all-metrics > summary');
+      // Nothing widens the page beyond the window (wide tables scroll inside their box).
+      expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(1280);
+      await page.locator('#evaluation').scrollIntoViewIfNeeded();
+      await page.screenshot({ path: join(root, 'report-evaluation.png') });
       const shot = PNG.sync.read(await page.screenshot({ fullPage: true, path: join(root, 'report.png') }));
       expect(shot.width).toBe(1280);
       // The page is long (five figures and the tables), and not blank: many distinct colours from the figures.

@@ -61,7 +61,7 @@ describe('the run-folder module (src/run)', () => {
     const dir = tempDir('vmat-run-');
     await appendLogEvent(dir, { type: 'load', case: 'a', index: 1, of: 1, warnings: [] });
     appendFileSync(runPaths(dir).log, '{"type":"st');
-    expect(readLog(dir)).toEqual([{ type: 'load', case: 'a', index: 1, of: 1, warnings: [] }]);
+    expect(readLog(dir)).toEqual([{ time: expect.any(String), type: 'load', case: 'a', index: 1, of: 1, warnings: [] }]);
   });
 
   it('lists the checkpoints, the lowest validation MAE first', async () => {

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -29,7 +30,7 @@ describe('Trainer.fit', () => {
     const events: TrainEvent[] = [];
     let ticks = 0;
     const timer = setInterval(() => ticks++, 5);
-    const result = await new Trainer().fit({ ...base, dataDir, expName: 'folder', logDir }, { onProgress: (e) => events.push(e) });
+    const result = await new Trainer().fit({ ...base, dataDir, expName: 'folder', logDir, tensorboard: true }, { onProgress: (e) => events.push(e) });
     clearInterval(timer);
     const runDir = join(logDir, 'folder');
     expect(result).toMatchObject({ runDir, stopReason: 'max_epochs', epochsRun: 2 });
@@ -62,7 +63,21 @@ describe('Trainer.fit', () => {
     expect(result.bestCheckpoint).toMatch(new RegExp(`best-epoch=00${result.bestEpoch}-val_mae_gy=${result.bestValMaeGy!.toFixed(3)}\\.safetensors$`));
 
     const log = readFileSync(join(runDir, 'log.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
-    expect(log).toEqual(JSON.parse(JSON.stringify(events)));
+    // Every line is the event with the time it was written (ISO 8601 UTC), in order.
+    for (const line of log) expect(line.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    expect(log.map((line) => Date.parse(line.time))).toEqual(log.map((line) => Date.parse(line.time)).sort((a, b) => a - b));
+    expect(log.map(({ time: _time, ...event }) => event)).toEqual(JSON.parse(JSON.stringify(events)));
+    // --tensorboard: one event file in the run folder, read back by an independent reader (test/fixtures).
+    const eventFiles = readdirSync(runDir).filter((name) => name.startsWith('events.out.tfevents.'));
+    expect(eventFiles).toHaveLength(1);
+    const reader = spawnSync('python3', [join(import.meta.dirname, 'fixtures', 'tfevents_reader.py'), join(runDir, eventFiles[0]!)], { encoding: 'utf8' });
+    expect(reader.stderr).toBe('');
+    const tensorboard = JSON.parse(reader.stdout) as { step: number; scalars?: Record<string, number> }[];
+    const epochs = tensorboard.filter((event) => event.scalars?.['val_mae_gy/body'] !== undefined);
+    expect(epochs.map((event) => event.step)).toEqual([1, 2]);
+    const epochEvents = events.filter((e) => e.type === 'epoch');
+    epochs.forEach((event, i) => expect(event.scalars!['val_mae_gy/body']).toBeCloseTo(epochEvents[i]!.type === 'epoch' ? epochEvents[i]!.valMaeGy : NaN, 5));
+    expect(tensorboard.filter((event) => event.scalars?.['step/loss'] !== undefined)).toHaveLength(2 * 4);
     expect(events.filter((e) => e.type === 'step')).toHaveLength(2 * 4); // 4 train cases × 2 patches / batch 2, 2 epochs
     const step = events.find((e) => e.type === 'step')!;
     expect(step).toMatchObject({ epoch: 1, step: 1, steps: 4 });
@@ -124,8 +139,9 @@ describe('Trainer.fit', () => {
   it('stops with a clear message when the loss blows up (lr 1e12), keeping what was there', async () => {
     const logDir = tempDir('vmat-runs-');
     const run = new Trainer().fit({ ...base, dataDir, expName: 'nan', logDir, lr: 1e12, minLr: 0, gradClip: 0 });
-    await expect(run).rejects.toMatchObject({ code: 'VMAT_NOT_FINITE' });
-    await expect(run).rejects.toThrow(/loss became (NaN|infinite) at epoch \d+, step \d+ of \d+/);
+    // The native message names settings, not flags; the CLI adds each setting's flag (withFlagNames).
+    await expect(run).rejects.toMatchObject({ code: 'VMAT_NOT_FINITE', settings: expect.arrayContaining(['lr']) });
+    await expect(run).rejects.toThrow(/loss became (NaN|infinite) at epoch \d+, step \d+ of \d+ \(learning rate [^)]+\).*Try a lower lr\b/);
     const summary = JSON.parse(readFileSync(join(logDir, 'nan', 'training_summary.json'), 'utf8'));
     expect(summary.stopReason).toBe('not_finite');
   });

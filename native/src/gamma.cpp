@@ -277,7 +277,7 @@ GammaResult gamma_index(const at::Tensor& reference_in, const GammaGrid& referen
   GammaResult result;
   result.device = resolved;
   result.normalisation_gy = settings.normalisation_gy > 0 ? settings.normalisation_gy : reference_in.max().item<double>();
-  require(result.normalisation_gy > 0, "the reference dose is zero everywhere, so the gamma has no normalisation; give one (--norm)");
+  require(result.normalisation_gy > 0, "the reference dose is zero everywhere, so the gamma has no normalisation; give one as normGy");
   result.cutoff_gy = settings.cutoff_percent / 100 * result.normalisation_gy;
 
   const auto plan_pointer = search_plan(settings);

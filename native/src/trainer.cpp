@@ -324,7 +324,7 @@ Trainer::StepValues Trainer::train_step(const PatchBatch& batch, int64_t epoch, 
 
 void Trainer::not_finite(const std::string& what, int64_t epoch, double lr, const std::string& hint) const {
   throw Error(ErrorCode::NotFinite, "training stopped: the " + what + " at epoch " + std::to_string(epoch + 1) + ", step " +
-                                        std::to_string(state_.step + 1) + " of " + std::to_string(steps_) + " (lr " + format_double(lr, "%.3g") + "); " +
+                                        std::to_string(state_.step + 1) + " of " + std::to_string(steps_) + " (learning rate " + format_double(lr, "%.3g") + "); " +
                                         (fs::exists(last_path_) ? "checkpoints/last.safetensors keeps the end of the last good epoch"
                                                                 : "no epoch completed, so there is no checkpoint") +
                                         ". " + hint);
@@ -341,7 +341,7 @@ Trainer::StepValues Trainer::optimizer_step(const LossTerms& terms, int64_t epoc
   const double* values = scalars.data_ptr<double>();
   const double total = values[0], norm = values[4];
   if (!finite(total)) {
-    not_finite(std::string("loss became ") + (std::isnan(total) ? "NaN" : "infinite"), epoch, lr, "Try a lower --lr or --precision fp32");
+    not_finite(std::string("loss became ") + (std::isnan(total) ? "NaN" : "infinite"), epoch, lr, "Try a lower lr or precision fp32");
   }
   bool stepped = true;
   if (precision_ == "fp16") {
@@ -355,7 +355,7 @@ Trainer::StepValues Trainer::optimizer_step(const LossTerms& terms, int64_t epoc
       state_.scale_growth_tracker = 0;
     }
   } else if (!finite(norm)) {
-    not_finite("gradient became NaN or infinite", epoch, lr, "Try a lower --lr");
+    not_finite("gradient became NaN or infinite", epoch, lr, "Try a lower lr");
   }
   if (stepped) optimizer_->step();
   return {total, values[1], values[2], values[3]};
@@ -594,8 +594,8 @@ TrainResult Trainer::run() {
     if (message.find("out of memory") != std::string::npos) {
       throw Error(ErrorCode::OutOfMemory, "the device ran out of memory while training with patch " + std::to_string(options_.patch_size) +
                                               "³ and batch " + std::to_string(options_.batch_size) +
-                                              ": try a smaller --patch-size (e.g. " + std::to_string(std::max<int64_t>(16, options_.patch_size / 2 / 16 * 16)) +
-                                              ") or --batch-size (e.g. 1)");
+                                              ": try a smaller patchSize, e.g. " + std::to_string(std::max<int64_t>(16, options_.patch_size / 2 / 16 * 16)) +
+                                              ", or a batchSize of 1");
     }
     throw;
   }

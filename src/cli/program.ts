@@ -79,7 +79,7 @@ export function normaliseFlagSpelling(argv: string[]): string[] {
 }
 
 /** Flags whose name is not the kebab-case of the library setting they set. */
-const FLAG_OF_SETTING: Readonly<Record<string, string>> = { spacingMm: '--spacing' };
+const FLAG_OF_SETTING: Readonly<Record<string, string>> = { spacingMm: '--spacing', normGy: '--norm' };
 
 /** The message with the flag of each setting it names, where the command has that flag: "patchSize (--patch-size)". */
 export function withFlagNames(error: Error, command: Command | undefined): string {

@@ -123,6 +123,12 @@ export const TRAIN_FIELDS = {
   numWorkers: { schema: int(1).max(64).default(2), kind: 'integer', allowed: 'an integer in [1, 64]', help: 'patch loader threads' },
   swBatch: { schema: int(1, 1024).default(2), kind: 'integer', allowed: 'an integer from 1 to 1024', help: 'sliding-window patches per forward pass (validation)' },
   overlap: { schema: z.number().min(0).max(0.9).default(0.5), kind: 'number', allowed: 'a fraction in [0, 0.9]', help: 'sliding-window overlap (validation)' },
+  tensorboard: {
+    schema: z.boolean().default(false),
+    kind: 'boolean',
+    allowed: 'true or false',
+    help: 'also write TensorBoard event files into the run folder (watch with: tensorboard --logdir <log-dir>)',
+  },
 } satisfies Record<string, Field>;
 
 export type TrainField = keyof typeof TRAIN_FIELDS;

@@ -8,6 +8,7 @@ import { invalidInput } from '../errors.js';
 import { readNpz } from './npz.js';
 import { writeNpz } from './npz.js';
 import type { NpyArray, WritableNpyArray } from './npy.js';
+import { dicomFileMessage, isDicomFile } from './foreign.js';
 import { unpickle } from './pickle.js';
 import { CANONICAL_STRUCTURES, sameStructurePair, structureNameProblem } from './structures.js';
 import { loadSiteProfile, shippedSites } from '../sites/profile.js';
@@ -101,7 +102,7 @@ async function readCase(path: string, options: LoadCaseOptions): Promise<{ data?
   } catch (error) {
     const code = (error as { code?: string }).code;
     if (code === 'ENOENT') throw invalidInput(`${path} does not exist: expected a case file (.npz)`);
-    if (code === 'VMAT_INVALID_INPUT') return { problems: [{ file: path, key: '', message: (error as Error).message }] };
+    if (code === 'VMAT_INVALID_INPUT') return { problems: [{ file: path, key: '', message: isDicomFile(path) ? dicomFileMessage(path) : (error as Error).message }] };
     if (code && /^E[A-Z]+$/.test(code)) return { problems: [{ file: path, key: '', message: `${path} cannot be read: ${(error as Error).message}` }] };
     throw error;
   }

@@ -2,6 +2,7 @@
 import { readdir } from 'node:fs/promises';
 
 import { invalidInput } from '../errors.js';
+import { noCaseFilesError } from './foreign.js';
 import { MT19937 } from './mt19937.js';
 
 export interface SplitOptions {
@@ -54,7 +55,7 @@ export function splitIndices(count: number, options: SplitOptions = {}): { train
 
 export async function splitDataset(dir: string, options: SplitOptions = {}): Promise<DatasetSplit> {
   const files = await listCaseFiles(dir);
-  if (files.length === 0) throw invalidInput(`${dir} holds no case files: expected *.npz files`);
+  if (files.length === 0) throw noCaseFilesError(`${dir} holds no case files: expected *.npz files`, dir);
   const parts = splitIndices(files.length, options);
   const pick = (indices: number[]) => indices.map((i) => files[i]!);
   const ids = (names: string[]) => names.map((name) => name.replace(/\.npz$/i, ''));

@@ -3,6 +3,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { invalidInput } from '../errors.js';
+import { noCaseFilesError } from './foreign.js';
 import { checkCase, type CaseProblem, type LoadCaseOptions } from './case.js';
 import { listCaseFiles } from './split.js';
 
@@ -22,7 +23,7 @@ export async function validateDataset(
     throw invalidInput(`${target} does not exist: expected a folder of case files (*.npz) or one case file`);
   });
   const files = info.isDirectory() ? (await listCaseFiles(target)).map((name) => join(target, name)) : [target];
-  if (files.length === 0) throw invalidInput(`${target} holds no case files: expected *.npz files`);
+  if (files.length === 0) throw noCaseFilesError(`${target} holds no case files: expected *.npz files`, target);
   const problems: CaseProblem[] = [];
   for (const [index, file] of files.entries()) {
     const found = await checkCase(file, { spacingMm: options.spacingMm });

@@ -142,7 +142,7 @@ export async function gammaIndex(
         resolved,
         nativeOptions,
       ),
-    options,
+    { ...options, settings: ['normGy'] },
   );
   return { ...result, settings: resolved };
 }

@@ -23,6 +23,7 @@ import {
   writeCasesCsv,
   writeEvaluationSummary,
 } from '../run/index.js';
+import { noCaseFilesError } from '../data/foreign.js';
 import type { OpenKbpSummary } from '../openkbp/scores.js';
 import { evaluateCase, summariseEvaluations, summariseOpenKbpEvaluations, type CaseEvaluation, type MetricSummary } from './evaluate.js';
 
@@ -81,7 +82,7 @@ function caseFiles(path: string, role: string): string[] {
       .filter((name) => name.toLowerCase().endsWith('.npz') && !name.startsWith('.'))
       .sort()
       .map((name) => join(path, name));
-    if (files.length === 0) throw invalidInput(`the ${role} folder ${path} holds no case files (*.npz)`);
+    if (files.length === 0) throw noCaseFilesError(`the ${role} folder ${path} holds no case files (*.npz)`, path);
     return files;
   }
   return [path];

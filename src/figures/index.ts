@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { gammaIndex } from '../eval/gamma.js';
 import { caseVolumePaths, type CaseEvaluation, type RunFolder } from '../report/run-folder.js';
 import { evaluationPaths, runPaths } from '../run/index.js';
-import { comparisonSpec, dvhSpec, lossComponentsSpec, trainingCurvesSpec } from './charts.js';
+import { loadCase } from '../data/case.js';
+import { comparisonSpec, dvhSpec, gammaByStructure, gammaHistogramSpec, lossComponentsSpec, structureColours, trainingCurvesSpec } from './charts.js';
 import { renderVegaLite, type RenderedFigure } from './render.js';
 import { doseSlicesFigure, gammaSlicesFigure, maskCentre } from './slices.js';
 import { readDoseCase } from './volumes.js';
@@ -21,6 +22,20 @@ export interface RunFigures {
   figures: NamedFigure[];
   /** Figures that could not be made, with the reason (e.g. no evaluation yet). */
   skipped: string[];
+}
+
+/**
+ * The prescription the isodose lines, the difference scale and the DVH marker refer to: the highest target
+ * prescription the case records (metadata prescription_gy), else the run's normalisation dose (70 Gy by default).
+ */
+export function prescriptionGyOf(metadata: Record<string, unknown>, run: RunFolder): number {
+  const recorded = metadata['prescription_gy'];
+  if (recorded && typeof recorded === 'object') {
+    const values = Object.values(recorded).filter((v): v is number => typeof v === 'number' && v > 0 && Number.isFinite(v));
+    if (values.length > 0) return Math.max(...values);
+  }
+  const normalisation = run.config.normalisationDoseGy;
+  return typeof normalisation === 'number' && normalisation > 0 ? normalisation : 70;
 }
 
 /** The test case the slice and DVH figures show: the one asked for, else the first evaluated. */
@@ -58,19 +73,32 @@ export async function buildRunFigures(run: RunFolder, options: { caseId?: string
   }
   const id = evaluation.caseId;
   const paths = caseVolumePaths(run, id);
+  let referenceMetadata: Record<string, unknown> = {};
   if (paths.reference && paths.prediction) {
-    const reference = await readDoseCase(paths.reference);
+    const reference = await loadCase(paths.reference);
+    referenceMetadata = reference.metadata;
     const prediction = await readDoseCase(paths.prediction);
-    if (prediction.dose.length !== reference.dose.length) {
+    if (!reference.dose) {
+      skipped.push(`dose slices and gamma map of ${id}: its reference case file ${paths.reference} holds no dose`);
+    } else if (prediction.dose.length !== reference.dose.length) {
       skipped.push(`dose slices of ${id}: the prediction grid [${prediction.shape}] differs from the reference [${reference.shape}]`);
     } else {
-      const ptv = reference.structures.findIndex((name) => name.toUpperCase() === 'PTV70');
-      const ptvMask = ptv >= 0 ? reference.masks[ptv] : undefined;
+      const voxels = reference.shape[0] * reference.shape[1] * reference.shape[2];
+      const colours = structureColours(reference.structures);
+      const structures = reference.structures.map((name, s) => ({ name, mask: reference.masks.subarray(s * voxels, (s + 1) * voxels), colour: colours[s]! }));
+      const ptvMask = structures.find((s) => s.name.toUpperCase() === 'PTV70')?.mask;
       const centre = maskCentre(reference.shape, ptvMask);
+      const centreLabel = ptvMask ? 'the PTV70 centre' : 'the volume centre';
+      const rx = prescriptionGyOf(reference.metadata, run);
       figures.push({
         name: `dose_slices_${id}`,
-        caption: `Reference, predicted and difference dose of ${id}: axial, coronal and sagittal planes through the PTV70 centre (voxel ${centre.join(', ')}), drawn to scale from the voxel spacing (${reference.spacingMm.join(' × ')} mm).`,
-        figure: await doseSlicesFigure({ caseId: id, runName: run.name, shape: reference.shape, spacingMm: reference.spacingMm, centre, reference: reference.dose, prediction: prediction.dose, ptvMask }),
+        caption:
+          `Reference, predicted and difference dose of ${id}: axial, coronal and sagittal planes through ${centreLabel} (voxel ${centre.join(', ')}), drawn to scale from the voxel spacing (${reference.spacingMm.join(' × ')} mm), ` +
+          `over the CT, with the structures' contours and the 95, 50 and 20 % isodose lines of a ${Number(rx.toFixed(2))} Gy prescription; the difference is scaled to ±10 % of it. Letters: patient directions (R/L, A/P, S/I)${reference.direction ? ' from the case\'s direction matrix' : ''}.`,
+        figure: await doseSlicesFigure({
+          caseId: id, runName: run.name, shape: reference.shape, spacingMm: reference.spacingMm, centre, centreLabel, reference: reference.dose, prediction: prediction.dose,
+          ct: reference.ct, structures, prescriptionGy: rx, direction: reference.direction,
+        }),
       });
       // The evaluation keeps only Γ statistics; the map of the case shown is computed again with the same settings.
       const gamma = await gammaIndex(
@@ -80,18 +108,25 @@ export async function buildRunFigures(run: RunFolder, options: { caseId?: string
       );
       figures.push({
         name: `gamma_${id}`,
-        caption: `Gamma index (3%/3 mm, global, 10% cutoff) of ${id} through the PTV70 centre; Γ ≤ 1 passes. Pass rate over the whole volume ${gamma.passRatePct.toFixed(1)}%.`,
+        caption: `Gamma index (3%/3 mm, global, 10% cutoff) of ${id} through ${centreLabel}; Γ ≤ 1 passes. Pass rate over the whole volume ${gamma.passRatePct.toFixed(1)}%.`,
         figure: await gammaSlicesFigure({ caseId: id, runName: run.name, shape: reference.shape, spacingMm: reference.spacingMm, centre, gamma: gamma.gamma, criterion: '3%/3 mm', ptvMask }),
+      });
+      const byStructure = gammaByStructure(gamma.gamma, structures);
+      figures.push({
+        name: `gamma_histogram_${id}`,
+        caption: `Distribution of Γ (3%/3 mm) over the points above the 10% cutoff of ${id}, and the pass rate (Γ ≤ 1) over the evaluated points inside each structure.`,
+        figure: await renderVegaLite(gammaHistogramSpec(run.name, id, '3%/3 mm', byStructure)),
       });
     }
   } else {
     skipped.push(`dose slices and gamma map of ${id}: ${paths.reference ? '' : `its reference case file (from test_cases.json) is missing${paths.prediction ? '' : '; '}`}${paths.prediction ? '' : `${evaluationPaths(runPaths(run.dir).evaluation).predictionFile(id)} is missing`}`);
   }
+  const rxOfEvaluation = prescriptionGyOf(referenceMetadata, run);
   if (evaluation.dvh.some((d) => d.curve)) {
     figures.push({
       name: `dvh_${id}`,
-      caption: `Cumulative DVHs of ${id}: reference solid, prediction dashed, one colour per structure.`,
-      figure: await renderVegaLite(dvhSpec(run.name, evaluation)),
+      caption: `Cumulative DVHs of ${id}: reference solid, prediction dashed, one colour per structure; the prescription (${Number(rxOfEvaluation.toFixed(2))} Gy) as a vertical line, and the constraint limits of the evaluation as triangles (the curve must pass below; a Dmax limit sits on the dose axis).`,
+      figure: await renderVegaLite(dvhSpec(run.name, evaluation, rxOfEvaluation)),
     });
   } else {
     skipped.push(`DVH of ${id}: the evaluation holds no DVH curves`);

@@ -16,6 +16,11 @@ export interface CallOptions<Event> {
   onProgress?: (event: Event) => void;
   signal?: AbortSignal;
   threads?: number;
+  /**
+   * The settings of this call: a native message that names one (as a whole word, "try a smaller patchSize") carries
+   * it in VmatError.settings, so that the CLI adds its flag as it does for messages of the TypeScript layer.
+   */
+  settings?: readonly string[];
 }
 
 export async function callNative<Result, Event = unknown>(
@@ -51,17 +56,19 @@ export async function callNative<Result, Event = unknown>(
     if (rejectOnAbort && signal?.aborted) throw abortError('the call was aborted (its result is discarded)', signal);
     return result;
   } catch (error) {
-    throw withCallerStack(error, callerStack, rejectOnAbort ? signal : undefined);
+    throw withCallerStack(error, callerStack, rejectOnAbort ? signal : undefined, options.settings ?? []);
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }
 }
 
-function withCallerStack(error: unknown, callerStack: string, signal: AbortSignal | undefined): unknown {
+function withCallerStack(error: unknown, callerStack: string, signal: AbortSignal | undefined, settings: readonly string[]): unknown {
   if (!(error instanceof Error)) return error;
   const code = (error as { code?: unknown }).code;
   if (typeof code !== 'string' || !code.startsWith('VMAT_') || error instanceof VmatError) return error;
-  const wrapped = code === 'VMAT_CANCELLED' && signal ? abortError(error.message, signal) : new VmatError(code as VmatErrorCode, error.message);
+  const named = settings.filter((setting) => new RegExp(`\\b${setting}\\b`).test(error.message));
+  const wrapped =
+    code === 'VMAT_CANCELLED' && signal ? abortError(error.message, signal) : new VmatError(code as VmatErrorCode, error.message, { settings: named });
   wrapped.stack = `${wrapped.name} [${wrapped.code}]: ${error.message}\n${callerStack.split('\n').slice(2).join('\n')}`;
   return wrapped;
 }

@@ -13,6 +13,7 @@ import { exportRtDose } from '../dicom/export.js';
 import { listCaseFiles } from '../data/split.js';
 import { CANONICAL_STRUCTURES } from '../data/structures.js';
 import { invalidInput, VmatError } from '../errors.js';
+import { noCaseFilesError } from '../data/foreign.js';
 import { readCheckpointMetadata } from '../model.js';
 import { callNative } from '../native/call.js';
 import { caseConditioning } from '../sites/conditioning.js';
@@ -154,7 +155,7 @@ export async function predictCase(checkpoint: string, data: CaseData, options: P
         { patchSize, overlap, swBatch, device: options.device ?? 'auto', normalisationDoseGy: model.normalisationDoseGy },
         callOptions,
       ),
-    { signal: options.signal, threads: options.threads },
+    { signal: options.signal, threads: options.threads, settings: ['patchSize', 'overlap', 'swBatch'] },
   );
   const notFinite = dose.data.findIndex((value) => !Number.isFinite(value));
   if (notFinite >= 0) {
@@ -195,7 +196,7 @@ export async function expandInputs(input: string): Promise<string[]> {
   if (!existsSync(input)) throw invalidInput(`the input ${input} does not exist: expected a case file or a folder of them`);
   if (statSync(input).isDirectory()) {
     const files = await listCaseFiles(input);
-    if (files.length === 0) throw invalidInput(`${input} holds no case files (*.npz)`);
+    if (files.length === 0) throw noCaseFilesError(`${input} holds no case files (*.npz)`, input);
     return files.map((name) => join(input, name));
   }
   return [input];

@@ -6,6 +6,7 @@
 import type { NamedFigure } from '../figures/index.js';
 import { VERSION } from '../version.js';
 import { comparisonCells, COMPARISON_HEADER, formatDuration, type Comparison } from './compare.js';
+import { constraintCriterion, dvhMetricInfo, formatMeanSd, metricInfo } from './format.js';
 import { headlineTestMetrics, METRIC_COLUMNS, type CaseEvaluation, type RunFolder } from './run-folder.js';
 
 function escapeHtml(text: string): string {
@@ -48,16 +49,146 @@ function figureHtml(figure: NamedFigure): string {
 
 const fixed = (value: number | null | undefined, digits: number) => (value === null || value === undefined || !Number.isFinite(value) ? '–' : value.toFixed(digits));
 
+/** A headline number over the test cases: mean ± sd, or for one case its value, saying n = 1 (it has no sd). */
+function headlineCard(label: string, mean: number | null, sd: number | null, n: number, digits: number, unit: string): [string, string] {
+  if (mean === null) return [label, 'not evaluated'];
+  if (n === 1 || sd === null) return [`${label}, n = ${n} (no sd)`, `${fixed(mean, digits)} ${unit}`];
+  return [`${label}, mean ± sd over ${n} cases`, `${fixed(mean, digits)} ± ${fixed(sd, digits)} ${unit}`];
+}
+
+const passText = (pass: boolean | null) => (pass === null ? '–' : pass ? 'pass' : 'FAIL');
+
+/** Mean, sample sd and n of the finite values. */
+function stats(values: number[]): { mean: number; sd: number; n: number } {
+  const finite = values.filter((v) => Number.isFinite(v));
+  const n = finite.length;
+  const mean = n ? finite.reduce((a, b) => a + b, 0) / n : Number.NaN;
+  const sd = n > 1 ? Math.sqrt(finite.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1)) : Number.NaN;
+  return { mean, sd, n };
+}
+
+/** A summary table cell: mean ± sd; under a heading that says n = 1 (one case in all), the value alone. */
+function summaryCell(mean: number, sd: number, n: number, digits: number, cases: number): string {
+  return n === 1 && cases === 1 ? fixed(mean, digits) : formatMeanSd(mean, sd, n, digits);
+}
+
+const isTarget = (structure: string) => /^(PTV|CTV|GTV)/i.test(structure);
+/** The DVH metrics a physicist reads first: coverage and hot spot for targets, mean and near-maximum for organs. */
+const CLINICAL_DVH = { target: ['D98', 'D95', 'D50', 'D2', 'Dmean'], organ: ['Dmean', 'D2', 'D0.03cc'] };
+
+/** One DVH metric's rows over the cases: reference, prediction and their difference (mean ± sd), in the metric's unit. */
+function dvhSummaryRow(cases: CaseEvaluation[], structure: string, metric: string): string[] | null {
+  const info = dvhMetricInfo(metric);
+  const pairs = cases.flatMap((c) => {
+    const d = c.dvh.find((item) => item.structure === structure);
+    const ref = d?.reference[metric];
+    const pred = d?.prediction[metric];
+    return ref !== undefined && pred !== undefined && Number.isFinite(ref) && Number.isFinite(pred) ? [[ref * info.factor, pred * info.factor]] : [];
+  });
+  if (pairs.length === 0) return null;
+  const [ref, pred, diff] = [stats(pairs.map((p) => p[0]!)), stats(pairs.map((p) => p[1]!)), stats(pairs.map((p) => p[1]! - p[0]!))];
+  const show = (s: { mean: number; sd: number; n: number }) => summaryCell(s.mean, s.sd, s.n, info.digits, cases.length);
+  return [structure, info.label, show(ref), show(pred), show(diff), info.unit];
+}
+
+/** The evaluation summary: dose error and gamma, DVH metrics, constraints, each a table of mean ± sd with units. */
+function summarySection(evaluation: NonNullable<RunFolder['evaluation']>): string {
+  const n = evaluation.cases.length;
+  const rows = Object.entries(evaluation.summary)
+    .map(([key, value]) => ({ key, info: metricInfo(key), ...value }))
+    .filter((row) => row.info.group === 'Dose error' || row.info.group === 'Gamma' || row.info.group === 'OpenKBP');
+  const errorRows = rows.map((row) => [row.info.label, summaryCell(row.mean * row.info.factor, row.sd * row.info.factor, row.n, row.info.digits, n), row.info.unit]);
+  const structures = [...new Set(evaluation.cases.flatMap((c) => c.dvh.map((d) => d.structure)))];
+  const allMetrics = [...new Set(evaluation.cases.flatMap((c) => c.dvh.flatMap((d) => Object.keys(d.reference))))];
+  const clinical = structures.flatMap((structure) => (isTarget(structure) ? CLINICAL_DVH.target : CLINICAL_DVH.organ).map((metric) => dvhSummaryRow(evaluation.cases, structure, metric))).filter((row): row is string[] => row !== null);
+  const every = structures.flatMap((structure) => allMetrics.map((metric) => dvhSummaryRow(evaluation.cases, structure, metric))).filter((row): row is string[] => row !== null);
+  const dvhHeader = ['structure', 'metric', 'reference', 'prediction', 'prediction − reference', 'unit'];
+  const constraintRows = new Map<string, { criterion: ReturnType<typeof constraintCriterion>; ref: number[]; pred: number[]; refPass: number; predPass: number; judged: number }>();
+  for (const c of evaluation.cases) {
+    for (const row of c.constraints) {
+      const key = `${row.structure}\u0000${row.name}`;
+      if (!constraintRows.has(key)) constraintRows.set(key, { criterion: constraintCriterion(row), ref: [], pred: [], refPass: 0, predPass: 0, judged: 0 });
+      const item = constraintRows.get(key)!;
+      if (row.reference !== null) item.ref.push(row.reference);
+      if (row.prediction !== null) item.pred.push(row.prediction);
+      if (row.referencePass !== null && row.predictionPass !== null) {
+        item.judged++;
+        if (row.referencePass) item.refPass++;
+        if (row.predictionPass) item.predPass++;
+      }
+    }
+  }
+  const factor = (unit: string) => (unit === '%' ? 100 : 1);
+  const constraintTableRows = [...constraintRows.values()].map(({ criterion, ref, pred, refPass, predPass, judged }) => {
+    const [r, p] = [stats(ref.map((v) => v * factor(criterion.unit))), stats(pred.map((v) => v * factor(criterion.unit)))];
+    const digits = criterion.unit === 'Gy' ? 2 : 1;
+    return [
+      criterion.structure,
+      criterion.text,
+      `${summaryCell(r.mean, r.sd, r.n, digits, n)} ${r.n ? criterion.unit : ''}`.trim(),
+      `${summaryCell(p.mean, p.sd, p.n, digits, n)} ${p.n ? criterion.unit : ''}`.trim(),
+      judged ? `${refPass} of ${judged}` : 'not judged',
+      judged ? `${predPass} of ${judged}` : 'not judged',
+    ];
+  });
+  return `<h3>Mean ± sd over ${n} test case${n === 1 ? '' : 's'}${n === 1 ? ' (n = 1: no sd)' : ''}</h3>
+${errorRows.length ? table(['metric', 'mean ± sd', 'unit'], errorRows, { className: 'summary' }) : '<p>No summary.json.</p>'}
+<h4>DVH metrics (clinical subset)</h4>
+${clinical.length ? table(dvhHeader, clinical, { numericFrom: 2, className: 'summary' }) : '<p>No DVH metrics in this evaluation.</p>'}
+${every.length > clinical.length ? `<details><summary>All ${every.length} DVH metrics (V-values in % of the structure's volume)</summary>${table(dvhHeader, every, { numericFrom: 2 })}</details>` : ''}
+<h4>Clinical constraints</h4>
+${constraintTableRows.length ? table(['structure', 'limit', 'reference', 'prediction', 'reference meets it', 'prediction meets it'], constraintTableRows, { numericFrom: 2, className: 'summary' }) : '<p>No constraint table in this evaluation.</p>'}`;
+}
+
+/** The per-case table: a few clinical columns, every metric of cases.csv behind a toggle (one row per metric). */
+function perCaseSection(evaluation: NonNullable<RunFolder['evaluation']>): string {
+  const cases = evaluation.cases;
+  if (cases.length === 0) return '<p>No case evaluations (evaluation/&lt;case&gt;.json).</p>';
+  // The PTVs by prescription, highest first (PTV70 before PTV56).
+  const level = (key: string) => Number(/(\d+(?:\.\d+)?)/.exec(key)?.[1] ?? 0);
+  const ptv = [...new Set(cases.flatMap((c) => Object.keys(c.metrics)))].filter((key) => /^mae_gy\.PTV/i.test(key)).sort((a, b) => level(b) - level(a) || a.localeCompare(b));
+  const keys = ['mae_gy.body', ...ptv, 'gamma.3%/3mm.pass_rate_pct', 'gamma.2%/2mm.pass_rate_pct', 'gamma.3%/3mm_ptv.pass_rate_pct'];
+  const header = ['case', ...keys.map((key) => `${metricInfo(key).label} (${metricInfo(key).unit})`), 'constraints met: reference', 'prediction'];
+  const rows = cases.map((c) => {
+    const judged = c.constraints.filter((row) => row.referencePass !== null && row.predictionPass !== null);
+    const met = (side: 'referencePass' | 'predictionPass') => (judged.length ? `${judged.filter((row) => row[side]).length} of ${judged.length}` : '–');
+    return [c.caseId, ...keys.map((key) => fixed(c.metrics[key], metricInfo(key).digits)), met('referencePass'), met('predictionPass')];
+  });
+  // Every metric: cases.csv's columns as rows (readable labels, V in %), the cases as columns.
+  const csv = evaluation.casesTable;
+  let all = '';
+  if (csv && csv.header[0] === 'case_id') {
+    const columns = csv.header.slice(1);
+    const body = columns.map((key, c) => {
+      const info = metricInfo(key);
+      return [info.label, info.unit, ...csv.rows.map((row) => {
+        const cell = row[c + 1] ?? '';
+        return cell !== '' && Number.isFinite(Number(cell)) ? fixed(Number(cell) * info.factor, info.digits) : cell || '–';
+      })];
+    });
+    all = `<details class="all-metrics"><summary>All ${columns.length} metrics per case (cases.csv, one row per metric)</summary>
+${table(['metric', 'unit', ...csv.rows.map((row) => row[0] ?? '')], body, { numericFrom: 2 })}
+</details>`;
+  }
+  return `${table(header, rows, { className: 'cases' })}\n${all}`;
+}
+
 function caseSection(evaluation: CaseEvaluation): string {
   const dvhRows = evaluation.dvh.flatMap((d) => {
     const keys = [...new Set([...Object.keys(d.reference), ...Object.keys(d.prediction)])];
-    return keys.map((key) => [d.structure, key, fixed(d.reference[key], 3), fixed(d.prediction[key], 3), fixed(d.prediction[key] - d.reference[key], 3)]);
+    return keys.map((key) => {
+      const info = dvhMetricInfo(key);
+      const [ref, pred] = [d.reference[key], d.prediction[key]];
+      return [d.structure, info.label, fixed(ref === undefined ? null : ref * info.factor, info.digits), fixed(pred === undefined ? null : pred * info.factor, info.digits), fixed(ref === undefined || pred === undefined ? null : (pred - ref) * info.factor, info.digits), info.unit];
+    });
   });
-  const passText = (pass: boolean | null) => (pass === null ? '–' : pass ? 'pass' : 'FAIL');
-  const constraintRows = evaluation.constraints.map((c) => [c.label, c.limit === null ? '–' : `${formatValue(c.limit)}${c.unit ? ` ${c.unit}` : ''}`, fixed(c.reference, 3), passText(c.referencePass), fixed(c.prediction, 3), passText(c.predictionPass)]);
+  const constraintRows = evaluation.constraints.map((c) => {
+    const criterion = constraintCriterion(c);
+    return [criterion.structure, criterion.text, criterion.show(c.reference), passText(c.referencePass), criterion.show(c.prediction), passText(c.predictionPass), c.note ?? ''];
+  });
   return `<details><summary>${escapeHtml(evaluation.caseId)}: DVH metrics and constraints</summary>
-${dvhRows.length ? table(['structure', 'metric', 'reference', 'prediction', 'prediction − reference'], dvhRows, { numericFrom: 2 }) : '<p>No DVH metrics in this evaluation.</p>'}
-${constraintRows.length ? `<h4>Clinical constraints</h4>${table(['constraint', 'limit', 'reference', '', 'prediction', ''], constraintRows, { numericFrom: 2 })}` : '<p>No constraint table in this evaluation.</p>'}
+${dvhRows.length ? table(['structure', 'metric', 'reference', 'prediction', 'prediction − reference', 'unit'], dvhRows, { numericFrom: 2 }) : '<p>No DVH metrics in this evaluation.</p>'}
+${constraintRows.length ? `<h4>Clinical constraints</h4>${table(['structure', 'limit', 'reference', '', 'prediction', '', 'note'], constraintRows, { numericFrom: 2 })}` : '<p>No constraint table in this evaluation.</p>'}
 </details>`;
 }
 
@@ -97,8 +228,8 @@ export function reportHtml({ run, figures, skipped, comparison, generatedAt = ne
   const cards = [
     ['best validation MAE', `${fixed(run.summary.bestValMaeGy, 3)} Gy`],
     ['best epoch', `${run.summary.bestEpoch} of ${run.summary.epochsRun}`],
-    ['test MAE (body)', test.maeGy === null ? 'not evaluated' : `${fixed(test.maeGy, 3)} ± ${fixed(test.maeSdGy, 3)} Gy`],
-    ['gamma 3%/3 mm', test.gammaPct === null ? 'not evaluated' : `${fixed(test.gammaPct, 1)} ± ${fixed(test.gammaSdPct, 1)} %`],
+    headlineCard('test MAE (body)', test.maeGy, test.maeSdGy, test.n, 3, 'Gy'),
+    headlineCard('gamma 3%/3 mm', test.gammaPct, test.gammaSdPct, test.n, 1, '%'),
     ['training time', formatDuration(run.summary.seconds)],
     ['stop reason', run.summary.stopReason],
   ]
@@ -110,15 +241,6 @@ export function reportHtml({ run, figures, skipped, comparison, generatedAt = ne
     ? (['train', 'val', 'test'] as const).map((part) => [part, run.split![part].length, run.split![part].join(', ')])
     : [];
   const evaluation = run.evaluation;
-  const summaryRows = evaluation ? Object.entries(evaluation.summary).map(([key, { mean, sd }]) => [key, fixed(mean, 4), fixed(sd, 4)]) : [];
-  const casesTable = evaluation?.casesTable
-    ? table(evaluation.casesTable.header, evaluation.casesTable.rows.map((row) => row.map((cell) => (cell !== '' && Number.isFinite(Number(cell)) ? fixed(Number(cell), 3) : cell))))
-    : evaluation && evaluation.cases.length > 0
-      ? (() => {
-          const keys = [...new Set(evaluation.cases.flatMap((c) => Object.keys(c.metrics)))];
-          return table(['case', ...keys], evaluation.cases.map((c) => [c.caseId, ...keys.map((k) => fixed(c.metrics[k], 3))]));
-        })()
-      : '';
   const epochRows = run.metrics.map((row) => METRIC_COLUMNS.map((column) => (column === 'epoch' ? row.epoch : column === 'lr' ? row.lr.toExponential(3) : fixed(row[column], column === 'voxels_per_second' || column === 'epoch_seconds' ? 1 : 5))));
   return `<!DOCTYPE html>
 <html lang="en">
@@ -147,11 +269,10 @@ ${table([...METRIC_COLUMNS], epochRows)}
 </details>
 
 <h2 id="evaluation">Evaluation on the test cases</h2>
-${evaluation ? `<h3>Mean ± sd over ${evaluation.cases.length} test case(s) (summary.json)</h3>
-${summaryRows.length ? table(['metric', 'mean', 'sd'], summaryRows) : '<p>No summary.json.</p>'}
-<h3>Per case (cases.csv)</h3>
-${casesTable}
-<h3>DVH metrics and clinical constraints</h3>
+${evaluation ? `${summarySection(evaluation)}
+<h3>Per case</h3>
+${perCaseSection(evaluation)}
+<h3>DVH metrics and clinical constraints per case</h3>
 ${evaluation.cases.map(caseSection).join('\n')}` : `<p>This run has no evaluation yet: run <code>vmat-native evaluate ${escapeHtml(run.dir)}</code>.</p>`}
 ${figure('dose_slices')}
 ${figure('dvh')}

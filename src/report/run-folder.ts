@@ -6,7 +6,6 @@ import { existsSync, statSync } from 'node:fs';
 import { basename, isAbsolute, resolve } from 'node:path';
 
 import { invalidInput } from '../errors.js';
-import { constraintLabel } from '../eval/metrics.js';
 import {
   evaluationPaths,
   listCaseEvaluations,
@@ -48,14 +47,15 @@ export interface StructureDvh {
 
 export interface ConstraintRow {
   name: string;
-  /** as clinicians write it: "Rectum V50Gy < 50 %" */
-  label: string;
+  structure: string;
   limit: number | null;
   unit: string;
   reference: number | null;
   prediction: number | null;
   referencePass: boolean | null;
   predictionPass: boolean | null;
+  /** why there are no values (e.g. the structure is not in the case) */
+  note?: string;
 }
 
 export interface CaseEvaluation {
@@ -69,8 +69,8 @@ export interface RunEvaluation {
   cases: CaseEvaluation[];
   /** evaluation/cases.csv as read: header and rows of cells. */
   casesTable: CsvTable | null;
-  /** evaluation/summary.json: mean and sd over cases of every metric. */
-  summary: Record<string, { mean: number; sd: number }>;
+  /** evaluation/summary.json: mean, sd and n over cases of every metric. */
+  summary: Record<string, { mean: number; sd: number; n: number }>;
 }
 
 export interface RunSummary {
@@ -170,13 +170,14 @@ export function readCaseEvaluation(path: string): CaseEvaluation {
   });
   const constraints: ConstraintRow[] = file.constraints.map((item) => ({
     name: item.name,
-    label: constraintLabel(item),
+    structure: item.structure,
     limit: item.limit,
     unit: item.unit,
     reference: item.ref,
     prediction: item.pred,
     referencePass: item.refPass,
     predictionPass: item.predPass,
+    ...(item.note ? { note: item.note } : {}),
   }));
   return { caseId: file.case_id, metrics, dvh, constraints };
 }
@@ -186,8 +187,8 @@ function readEvaluation(runDir: string): RunEvaluation | null {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) return null;
   const cases = listCaseEvaluations(dir).map(readCaseEvaluation);
   const summary: RunEvaluation['summary'] = {};
-  for (const [key, { mean, sd }] of Object.entries(readEvaluationSummary(dir)?.metrics ?? {})) {
-    if (Number.isFinite(mean)) summary[key] = { mean, sd };
+  for (const [key, { mean, sd, n }] of Object.entries(readEvaluationSummary(dir)?.metrics ?? {})) {
+    if (Number.isFinite(mean)) summary[key] = { mean, sd, n };
   }
   return { cases, casesTable: readCasesCsv(dir), summary };
 }
@@ -219,7 +220,7 @@ export function readRunFolder(path: string): RunFolder {
 }
 
 /** The headline test metrics of a run's evaluation (mean over test cases), or null where it has none. */
-export function headlineTestMetrics(run: RunFolder): { maeGy: number | null; maeSdGy: number | null; gammaPct: number | null; gammaSdPct: number | null } {
+export function headlineTestMetrics(run: RunFolder): { maeGy: number | null; maeSdGy: number | null; gammaPct: number | null; gammaSdPct: number | null; n: number } {
   const summary = run.evaluation?.summary ?? {};
   const cases = run.evaluation?.cases ?? [];
   const stat = (key: string) => {
@@ -228,12 +229,13 @@ export function headlineTestMetrics(run: RunFolder): { maeGy: number | null; mae
     const values = cases.map((c) => c.metrics[key]).filter((v): v is number => Number.isFinite(v));
     if (values.length === 0) return null;
     const mean = values.reduce((a, b) => a + b, 0) / values.length;
-    const sd = values.length > 1 ? Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / (values.length - 1)) : 0;
-    return { mean, sd };
+    const sd = values.length > 1 ? Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / (values.length - 1)) : Number.NaN;
+    return { mean, sd, n: values.length };
   };
   const mae = stat(TEST_MAE_KEY);
   const gamma = stat(GAMMA_KEY);
-  return { maeGy: mae?.mean ?? null, maeSdGy: mae?.sd ?? null, gammaPct: gamma?.mean ?? null, gammaSdPct: gamma?.sd ?? null };
+  const sdOf = (stat: { sd: number; n: number } | null) => (stat && stat.n > 1 && Number.isFinite(stat.sd) ? stat.sd : null);
+  return { maeGy: mae?.mean ?? null, maeSdGy: sdOf(mae), gammaPct: gamma?.mean ?? null, gammaSdPct: sdOf(gamma), n: mae?.n ?? 0 };
 }
 
 /** The evaluation metrics the comparison headlines: MAE over the body, and the 3%/3 mm gamma pass rate. */

@@ -10,7 +10,7 @@ import type { CaseEvaluation, MetricSummary } from '../eval/evaluate.js';
 import { V_LEVELS_GY, type DoseMetrics } from '../metrics/dvh.js';
 import type { OpenKbpSummary } from '../openkbp/scores.js';
 import type { SiteProfile } from '../sites/profile.js';
-import type { StopReason } from '../train/events.js';
+import type { StopReason, TrainEvent } from '../train/events.js';
 import type { MetricColumn } from './layout.js';
 
 /** training_config.json: the settings used, beside what the run derived from them. */
@@ -60,6 +60,9 @@ export type EnvironmentFile = {
   dataGit: GitState | null;
   codeGit: GitState | null;
 };
+
+/** One line of log.jsonl: the event, with the time it was written (ISO 8601 UTC; absent in older logs). */
+export type LoggedTrainEvent = TrainEvent & { time?: string };
 
 /** One row of metrics.csv; NaN where a cell is empty (no PTV70 in the validation cases). */
 export type MetricsRow = Record<MetricColumn, number>;

@@ -9,7 +9,8 @@
  *   environment.json         versions, device, threads, git state of the data and code folders, start time
  *   metrics.csv              one row per epoch (METRICS_COLUMNS)
  *   training_summary.json    best epoch, best val MAE, epochs run, stop reason, time (or the error that stopped it)
- *   log.jsonl                one training event per line
+ *   log.jsonl                one training event per line, each with its time (ISO 8601 UTC)
+ *   events.out.tfevents.*    with the tensorboard setting: TensorBoard event files (src/run/tensorboard.ts)
  *   checkpoints/             last.safetensors, best-epoch=012-val_mae_gy=3.670.safetensors, each + .state.safetensors
  *   evaluation/              <case>.json, cases.csv, summary.json, predictions/<case>_pred.npz
  *   figures/                 <figure>.png and .svg

@@ -10,7 +10,6 @@ import type { z } from 'zod';
 import { parseTrainConfig } from '../config/schema.js';
 import { parseSiteProfile } from '../sites/profile.js';
 import { invalidInput, VmatError } from '../errors.js';
-import type { TrainEvent } from '../train/events.js';
 import {
   caseEvaluationFileSchema,
   environmentFileSchema,
@@ -22,6 +21,7 @@ import {
   type CaseEvaluationFile,
   type EnvironmentFile,
   type EvaluationSummaryFile,
+  type LoggedTrainEvent,
   type MetricsRow,
   type SplitFile,
   type TestCasesFile,
@@ -151,14 +151,14 @@ export function readMetrics(runDir: string): MetricsRow[] {
 }
 
 /** log.jsonl: the events in order (an incomplete last line, from a process killed while appending, is left out). */
-export function readLog(runDir: string): TrainEvent[] {
+export function readLog(runDir: string): LoggedTrainEvent[] {
   const path = runPaths(runDir).log;
   const lines = readText(path, 'log.jsonl').split('\n');
-  const events: TrainEvent[] = [];
+  const events: LoggedTrainEvent[] = [];
   lines.forEach((line, index) => {
     if (line.trim() === '') return;
     try {
-      events.push(JSON.parse(line) as TrainEvent);
+      events.push(JSON.parse(line) as LoggedTrainEvent);
     } catch {
       if (index < lines.length - 1) throw invalidInput(`${path} line ${index + 1} is not a JSON event`);
     }

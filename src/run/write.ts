@@ -16,6 +16,7 @@ import type {
   CaseEvaluationFile,
   EnvironmentFile,
   EvaluationSummaryFile,
+  LoggedTrainEvent,
   MetricsRow,
   SplitFile,
   TestCasesFile,
@@ -64,9 +65,13 @@ export async function truncateMetrics(runDir: string, firstEpoch: number): Promi
   await replace(path, `${kept.join('\n')}\n`);
 }
 
-/** Appends one event to log.jsonl. */
-export async function appendLogEvent(runDir: string, event: TrainEvent): Promise<void> {
-  await appendFile(runPaths(runDir).log, `${JSON.stringify(event)}\n`);
+/**
+ * Appends one event to log.jsonl, stamped with the time it was written (`time`, ISO 8601 UTC, first on the line).
+ * Logs written before the stamp existed have none; readers treat it as optional.
+ */
+export async function appendLogEvent(runDir: string, event: TrainEvent, now: Date = new Date()): Promise<void> {
+  const line: LoggedTrainEvent = { time: now.toISOString(), ...event };
+  await appendFile(runPaths(runDir).log, `${JSON.stringify(line)}\n`);
 }
 
 function csvCell(value: unknown): string {

@@ -9,6 +9,7 @@
  * order. So every case is tested exactly once, and validation cases come from the training folds.
  */
 import { invalidInput } from '../errors.js';
+import { noCaseFilesError } from '../data/foreign.js';
 import { MT19937 } from '../data/mt19937.js';
 import { type DatasetSplit, listCaseFiles } from '../data/split.js';
 
@@ -61,7 +62,7 @@ export function kFoldIndices(count: number, options: FoldOptions): FoldIndices[]
 /** The k folds of a dataset folder's case files (sorted by name), as splitDataset gives the plain split. */
 export async function kFoldDataset(dir: string, options: FoldOptions): Promise<FoldSplit[]> {
   const files = await listCaseFiles(dir);
-  if (files.length === 0) throw invalidInput(`${dir} holds no case files: expected *.npz files`);
+  if (files.length === 0) throw noCaseFilesError(`${dir} holds no case files: expected *.npz files`, dir);
   const ids = (names: string[]) => names.map((name) => name.replace(/\.npz$/i, ''));
   return kFoldIndices(files.length, options).map((part) => {
     const pick = (indices: number[]) => indices.map((i) => files[i]!);

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 
-import { parseTrainConfig, type TrainConfig, type TrainConfigInput } from '../config/schema.js';
+import { parseTrainConfig, TRAIN_FIELDS, type TrainConfig, type TrainConfigInput } from '../config/schema.js';
 import { loadCase, type CaseData } from '../data/case.js';
 import { buildModelInput } from '../data/inputs.js';
 import { splitDataset, type DatasetSplit } from '../data/split.js';
@@ -39,6 +39,7 @@ import {
   type MetricsRow,
   type TrainingConfigFile,
 } from '../run/index.js';
+import { TensorBoardLog } from '../run/tensorboard.js';
 import { runtimeReport } from '../runtime.js';
 import { caseConditioning } from '../sites/conditioning.js';
 import { channelNamesOfCase, DEFAULT_SITE, isDefaultProfile, leftRightChannelPairs, resolveSiteProfile, structureMatcher, type SiteProfile } from '../sites/profile.js';
@@ -98,7 +99,8 @@ export class Trainer {
     // The run's site profile as recorded (a run that records none is of the default site).
     const profile = readTrainingConfig(runDir).siteProfile ?? resolveSiteProfile(DEFAULT_SITE);
     const split = await this.resolveSplit(runDir, settings, options.resume === true);
-    const emit = this.eventSink(runDir, options.onProgress);
+    const tensorboard = settings.tensorboard ? new TensorBoardLog(runDir, { gradientLoss: settings.useGradientLoss }) : undefined;
+    const emit = this.eventSink(runDir, options.onProgress, tensorboard);
 
     const load = async (ids: string[], files: string[]) => {
       const cases: NativeTrainCase[] = [];
@@ -138,7 +140,7 @@ export class Trainer {
                 }),
                 native,
               ),
-            { onProgress: (event) => void emit(event), signal: options.signal, threads: settings.threads || undefined, abort: 'result' },
+            { onProgress: (event) => void emit(event), signal: options.signal, threads: settings.threads || undefined, abort: 'result', settings: Object.keys(TRAIN_FIELDS) },
           );
       await emit.flush();
       summary = {
@@ -300,11 +302,12 @@ export class Trainer {
   }
 
   /** Writes every event to log.jsonl (and epochs to metrics.csv) in order, then hands it to the caller. */
-  private eventSink(runDir: string, onProgress?: (event: TrainEvent) => void) {
+  private eventSink(runDir: string, onProgress?: (event: TrainEvent) => void, tensorboard?: TensorBoardLog) {
     let chain: Promise<void> = Promise.resolve();
     let failure: unknown;
     const write = async (event: TrainEvent) => {
       await appendLogEvent(runDir, event);
+      tensorboard?.write(event);
       if (event.type === 'start') {
         await this.writeConfig(runDir, readTrainingConfig(runDir).settings, { parameters: event.parameters, device: event.device, precision: event.precision });
         // On resume, rows of epochs that the checkpoint does not include are dropped (they are computed again).
