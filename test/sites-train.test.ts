@@ -181,6 +181,11 @@ describe('train --site head-neck', () => {
     expect(plain.cases[0]!.constraints.map((row) => row.name)).toEqual(rows.map((row) => row.name));
     const prostate = await evaluatePredictions(result.predictionsDir, dataDir, join(out, 'b'), { device: 'cpu', threads: 1, site: 'prostate-sib' });
     expect(prostate.cases[0]!.constraints[0]).toMatchObject({ name: 'Rectum V50', note: 'Rectum is not in the case' });
+    // The CLI prints the table as clinicians write it, with how many cases meet each row.
+    const cli = runCli(['evaluate', '--pred', result.predictionsDir, '--ref', dataDir, '--out', join(out, 'c'), '--device', 'cpu', '--threads', '1']);
+    expect(cli.status).toBe(0);
+    expect(cli.stdout).toMatch(/^Brainstem Dmax < 54 Gy +\d\/1 met +\d\/1 met$/m);
+    expect(cli.stdout).toMatch(/^Mandible Dmax < 73\.5 Gy /m);
   });
 });
 
