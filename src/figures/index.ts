@@ -1,10 +1,11 @@
 /** The six figures of training.md, made from run folders (`vmat-native figures`, and inlined by `report`). */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { gammaIndex } from '../eval/gamma.js';
+import { writeFileAtomicSync } from '../io/atomic.js';
 import { caseVolumePaths, type CaseEvaluation, type RunFolder } from '../report/run-folder.js';
-import { evaluationPaths, runPaths } from '../run/index.js';
+import { caseFileStem, evaluationPaths, runPaths } from '../run/index.js';
 import { comparisonSpec, dvhSpec, lossComponentsSpec, trainingCurvesSpec } from './charts.js';
 import { renderVegaLite, type RenderedFigure } from './render.js';
 import { doseSlicesFigure, gammaSlicesFigure, maskCentre } from './slices.js';
@@ -68,7 +69,7 @@ export async function buildRunFigures(run: RunFolder, options: { caseId?: string
       const ptvMask = ptv >= 0 ? reference.masks[ptv] : undefined;
       const centre = maskCentre(reference.shape, ptvMask);
       figures.push({
-        name: `dose_slices_${id}`,
+        name: `dose_slices_${caseFileStem(id)}`,
         caption: `Reference, predicted and difference dose of ${id}: axial, coronal and sagittal planes through the PTV70 centre (voxel ${centre.join(', ')}), drawn to scale from the voxel spacing (${reference.spacingMm.join(' × ')} mm).`,
         figure: await doseSlicesFigure({ caseId: id, runName: run.name, shape: reference.shape, spacingMm: reference.spacingMm, centre, reference: reference.dose, prediction: prediction.dose, ptvMask }),
       });
@@ -79,7 +80,7 @@ export async function buildRunFigures(run: RunFolder, options: { caseId?: string
         { dosePercent: 3, dtaMm: 3, cutoffPercent: 10 },
       );
       figures.push({
-        name: `gamma_${id}`,
+        name: `gamma_${caseFileStem(id)}`,
         caption: `Gamma index (3%/3 mm, global, 10% cutoff) of ${id} through the PTV70 centre; Γ ≤ 1 passes. Pass rate over the whole volume ${gamma.passRatePct.toFixed(1)}%.`,
         figure: await gammaSlicesFigure({ caseId: id, runName: run.name, shape: reference.shape, spacingMm: reference.spacingMm, centre, gamma: gamma.gamma, criterion: '3%/3 mm', ptvMask }),
       });
@@ -89,7 +90,7 @@ export async function buildRunFigures(run: RunFolder, options: { caseId?: string
   }
   if (evaluation.dvh.some((d) => d.curve)) {
     figures.push({
-      name: `dvh_${id}`,
+      name: `dvh_${caseFileStem(id)}`,
       caption: `Cumulative DVHs of ${id}: reference solid, prediction dashed, one colour per structure.`,
       figure: await renderVegaLite(dvhSpec(run.name, evaluation)),
     });
@@ -114,8 +115,8 @@ export function writeFigures(dir: string, figures: NamedFigure[]): string[] {
   for (const { name, figure } of figures) {
     const png = join(dir, `${name}.png`);
     const svg = join(dir, `${name}.svg`);
-    writeFileSync(png, figure.png);
-    writeFileSync(svg, figure.svg);
+    writeFileAtomicSync(png, figure.png);
+    writeFileAtomicSync(svg, figure.svg);
     written.push(png, svg);
   }
   return written;

@@ -4,6 +4,7 @@
  * moment, sees either the old file or the complete new one, never a part.
  */
 import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { access, link, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
@@ -85,6 +86,28 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array | 
     throw error;
   }
   await file.commit();
+}
+
+/** writeFileAtomic for synchronous callers (figures, reports): always replaces the file. */
+export function writeFileAtomicSync(path: string, data: string | Uint8Array): void {
+  const bytes = typeof data === 'string' ? new TextEncoder().encode(data) : data;
+  const temp = temporaryPath(path);
+  const fd = openSync(temp, 'wx');
+  try {
+    for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, Math.min(MAX_IO_CHUNK, bytes.length - done));
+    fsyncSync(fd);
+  } catch (error) {
+    closeSync(fd);
+    unlinkSync(temp);
+    throw error;
+  }
+  closeSync(fd);
+  try {
+    renameSync(temp, path);
+  } catch (error) {
+    unlinkSync(temp);
+    throw error;
+  }
 }
 
 async function placeFile(temp: string, path: string, overwrite: boolean): Promise<void> {

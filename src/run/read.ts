@@ -14,6 +14,7 @@ import {
   caseEvaluationFileSchema,
   environmentFileSchema,
   evaluationSummaryFileSchema,
+  inputsFileSchema,
   splitFileSchema,
   testCasesFileSchema,
   trainingConfigFileSchema,
@@ -21,6 +22,7 @@ import {
   type CaseEvaluationFile,
   type EnvironmentFile,
   type EvaluationSummaryFile,
+  type InputsFile,
   type MetricsRow,
   type SplitFile,
   type TestCasesFile,
@@ -82,6 +84,12 @@ export function readTestCases(runDir: string): TestCasesFile | null {
 export function readEnvironment(runDir: string): EnvironmentFile | null {
   const path = runPaths(runDir).environment;
   return optional(path, () => parseFile(environmentFileSchema, readJson(path, 'environment.json'), path));
+}
+
+/** inputs.json (null in runs started before it was written). */
+export function readInputs(runDir: string): InputsFile | null {
+  const path = runPaths(runDir).inputs;
+  return optional(path, () => parseFile(inputsFileSchema, readJson(path, 'inputs.json'), path));
 }
 
 export function readTrainingSummary(runDir: string): TrainingSummaryFile | null {
