@@ -214,6 +214,22 @@ describe('case ids never become paths unsanitised', () => {
     expect(() => caseFileStem('x'.repeat(300))).toThrow(/cannot name a file/);
   });
 
+  it('gives 5000 seeded random ids stems that differ where the ids do, none a path, hidden or the tool’s', () => {
+    const rand = random(42);
+    const alphabet = ['a', 'Z', '0', '.', '/', '\\', '%', ' ', '_', '-', '\u0000', '\n', 'é', '😀', 'summary', 'cases', '..'];
+    const stems = new Map<string, string>();
+    for (let i = 0; i < 5000; i++) {
+      const id = Array.from({ length: 1 + Math.floor(rand() * 8) }, () => alphabet[Math.floor(rand() * alphabet.length)]).join('');
+      const stem = caseFileStem(id);
+      expect(stem).toMatch(/^[A-Za-z0-9_\-+=@%][A-Za-z0-9_\-+=@%. ]*$/);
+      expect(['summary', 'cases', 'predictions', 'report', 'index']).not.toContain(stem.toLowerCase());
+      const other = stems.get(stem);
+      if (other !== undefined) expect(other, stem).toBe(id);
+      stems.set(stem, id);
+    }
+    expect(stems.size).toBeGreaterThan(3000);
+  });
+
   it('evaluate writes a case named ../x inside --out and a case named summary beside summary.json', async () => {
     const dir = tempDir('vmat-ids-');
     const [pred, ref, out] = ['pred', 'ref', 'out'].map((name) => join(dir, name));

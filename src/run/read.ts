@@ -44,7 +44,9 @@ function readJson(path: string, what: string): unknown {
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw invalidInput(`${path} is not valid JSON (${(error as Error).message})`);
+    // JSON.parse quotes the text around the fault: on one line, control characters escaped, at most 120 characters.
+    const reason = (error as Error).message.replace(/[\u0000-\u001f\u007f]/g, (c) => (c === '\n' ? '\\n' : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+    throw invalidInput(`${path} is not valid JSON (${reason.length > 120 ? `${reason.slice(0, 117)}...` : reason})`);
   }
 }
 
