@@ -3,8 +3,8 @@
  * lost"): nothing written before a run can start, resume settings and input fingerprints, checkpoint pairs,
  * overwrite of a folder that holds the data, signals, the progress bar, case ids as file names.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 
@@ -14,6 +14,7 @@ import { progressPrinter, signalHandler } from '../src/cli/commands/train.js';
 import { loadCase, saveCase } from '../src/data/case.js';
 import { evaluatePredictions } from '../src/eval/run.js';
 import { readCheckpointMetadata } from '../src/model.js';
+import { predictFiles } from '../src/predict/predict.js';
 import { caseFileStem, readLog, readMetrics, readTrainingConfig } from '../src/run/index.js';
 import { runtimeReport } from '../src/runtime.js';
 import { Trainer } from '../src/train/trainer.js';
@@ -138,6 +139,36 @@ describe('resume', () => {
     expect(resumed).toMatchObject({ stopReason: 'max_epochs', epochsRun: 3 });
     expect(readTrainingConfig(runDir).resumes?.[0]).toMatchObject({ from: 'previous', startEpoch: 2 });
     expect(metricsRows(runDir)).toBe(3);
+  });
+});
+
+describe('temporaries of killed writers', () => {
+  it('predict removes what a killed predict left in its output folder; a resumed train those in the run folder', async () => {
+    const logDir = tempDir('vmat-runs-');
+    const runDir = join(logDir, 't');
+    await new Trainer().fit({ ...base, dataDir, expName: 't', logDir });
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
+    const out = tempDir('vmat-pred-');
+    const left = [join(out, `.case_000_pred.npz.${dead}.0123abcd.tmp`), join(runDir, `.metrics.csv.${dead}.89abcdef.tmp`), join(runDir, 'checkpoints', `.last.safetensors.${dead}.00ff00ff.tmp`)];
+    for (const path of left) writeFileSync(path, 'partial');
+    await predictFiles(join(runDir, 'checkpoints', 'last.safetensors'), [join(dataDir, 'case_000.npz')], out, { patchSize: 16, device: 'cpu', threads: 1 });
+    expect(readdirSync(out)).toEqual(['case_000_pred.npz']);
+    await new Trainer().fit({ expName: 't', logDir }, { resume: true });
+    for (const path of left) expect(existsSync(path), path).toBe(false);
+  });
+});
+
+describe('resume before the first checkpoint', () => {
+  it('a run stopped before any checkpoint begins again at epoch 1, saying so', async () => {
+    const logDir = tempDir('vmat-runs-');
+    const runDir = join(logDir, 'n');
+    await new Trainer().fit({ ...base, dataDir, expName: 'n', logDir });
+    rmSync(join(runDir, 'checkpoints'), { recursive: true });
+    const warnings: string[] = [];
+    await expect(new Trainer().fit({ expName: 'n', logDir }, { resume: true, onWarning: (m) => warnings.push(m) })).resolves.toMatchObject({ epochsRun: 1 });
+    expect(warnings).toEqual([expect.stringMatching(/has no checkpoint yet .*: training begins again at epoch 1/)]);
+    expect(metricsRows(runDir)).toBe(1);
+    expect(readTrainingConfig(runDir).resumes?.[0]).toMatchObject({ from: 'none', startEpoch: 1 });
   });
 });
 

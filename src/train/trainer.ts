@@ -385,7 +385,11 @@ export class Trainer {
     if (!recorded) {
       warn(`${runDir} records no fingerprints of its case files (${RUN_FILES.inputs}; it was started by an earlier version): whether they changed since cannot be checked`);
     } else {
-      const changed = await changedInputs(saved.dataDir, recorded, signal);
+      // An abort while hashing checks nothing more: the run stops before it starts (fit sees the signal next).
+      const changed = await changedInputs(saved.dataDir, recorded, signal).catch((error: unknown) => {
+        if (isAbortError(error) || signal?.aborted) return [];
+        throw error;
+      });
       const used = changed.filter((item) => item.fingerprint.role !== 'test');
       if (used.length > 0) {
         throw invalidInput(
