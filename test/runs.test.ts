@@ -155,6 +155,11 @@ describe('temporaries of killed writers', () => {
     expect(readdirSync(out)).toEqual(['case_000_pred.npz']);
     await new Trainer().fit({ expName: 't', logDir }, { resume: true });
     for (const path of left) expect(existsSync(path), path).toBe(false);
+    // A run folder whose set-up was killed, beside the one a new run sets up.
+    const staging = join(logDir, `.u.${dead}.0badf00d.tmp`);
+    mkdirSync(join(staging, 'checkpoints'), { recursive: true });
+    await new Trainer().fit({ ...base, dataDir, expName: 'u', logDir });
+    expect(readdirSync(logDir).sort()).toEqual(['t', 'u']);
   });
 });
 

@@ -101,9 +101,10 @@ interface ResumePoint {
   path: string;
 }
 
-/** Both files there and their pair tokens equal (files without a token predate it and count as a pair). */
+/** The training state beside a checkpoint's weights. */
 const stateOf = (weights: string) => weights.replace(/\.safetensors$/, CHECKPOINT_FILES.stateSuffix);
 
+/** Both files there and their pair tokens equal (files without a token predate it and count as a pair). */
 function wholePair(weights: string): boolean {
   const state = stateOf(weights);
   if (!existsSync(weights) || !existsSync(state)) return false;
@@ -433,6 +434,7 @@ export class Trainer {
     const replacing = existsSync(runDir);
     if (replacing) await removeRunFiles(runDir, [settings.dataDir]);
     const dir = replacing ? runDir : join(dirname(runDir), `.${basename(runDir)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+    if (!replacing) await removeStaleTemporaries(dirname(runDir));
     await createRunFolder(dir);
     try {
       await this.writeConfig(dir, settings, { splitSizes: { train: split.train.length, val: split.val.length, test: split.test.length } });
