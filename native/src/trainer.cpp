@@ -174,8 +174,13 @@ void replace_with_copy(const std::string& from, const std::string& to) {
   std::error_code error;
   fs::remove(temporary, error);
   fs::create_hard_link(from, temporary, error);
-  if (error) fs::copy_file(from, temporary, fs::copy_options::overwrite_existing);
-  fs::rename(temporary, to);
+  try {
+    if (error) fs::copy_file(from, temporary, fs::copy_options::overwrite_existing);
+    fs::rename(temporary, to);
+  } catch (const fs::filesystem_error& failure) {
+    fs::remove(temporary, error);
+    throw Error(ErrorCode::Io, "cannot write " + to + ": " + failure.code().message());
+  }
 }
 
 }  // namespace
