@@ -76,6 +76,7 @@ vmat::TrainerOptions TrainOptionsFrom(const Napi::Value& value) {
   options.left_right_pairs = s.integer_pairs("leftRightPairs");
   options.checkpoint_dir = s.string("checkpointDir");
   options.resume = s.boolean("resume");
+  options.resume_from = s.string("resumeFrom");
   for (const auto& [key, text] : s.string_map("checkpointMetadata")) options.checkpoint_metadata[key] = text;
   s.finish();
   return options;

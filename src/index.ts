@@ -14,7 +14,7 @@ export { signedDistanceMaps, deriveBodyMask } from './data/sdf.js';
 export { validateDataset, type ValidationReport } from './data/validate.js';
 export { doseMetrics, dvhCurve, type DoseMetrics, type DvhCurve } from './metrics/dvh.js';
 export { modelSummary, saveInitialWeights, readCheckpointMetadata, parseModelConfig, type ModelConfig, type ModelSummary, type LayerSummary, type CheckpointMetadata } from './model.js';
-export { Trainer, type FitOptions, type FitResult, type TrainEvent, type StopReason } from './train/trainer.js';
+export { Trainer, RESUMABLE_SETTINGS, type FitOptions, type FitResult, type ResumeConfigInput, type TrainEvent, type StopReason } from './train/trainer.js';
 export { nativeTrainSettings, NATIVE_TRAIN_FIELDS, type NativeTrainSettings, type NativeRunSettings } from './train/native-settings.js';
 export { parseTrainConfig, trainConfigSchema, TRAIN_FIELDS, type TrainConfig, type TrainConfigInput } from './config/schema.js';
 export { predictCase, predictFiles, checkpointModel, constraintSlot, CONSTRAINT_SLOTS, type PredictOptions } from './predict/predict.js';
@@ -69,6 +69,7 @@ export {
   METRICS_COLUMNS,
   CHECKPOINT_FILES,
   EVALUATION_FILES,
+  caseFileStem,
   type RunPaths,
   type EvaluationPaths,
   type TrainingConfigFile,
@@ -79,6 +80,8 @@ export {
   type TrainingSummaryFile,
   type EvaluationSummaryFile,
   type CaseEvaluationFile,
+  type InputsFile,
+  type ResumeRecord,
 } from './run/index.js';
 export {
   synthesizeCase,

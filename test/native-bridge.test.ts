@@ -7,7 +7,7 @@ import { NATIVE_TRAIN_FIELDS, nativeTrainSettings, type NativeTrainSettings } fr
 /** The engine's settings of a tiny run, built as fit() builds them. */
 function settings(): NativeTrainSettings {
   const config = parseTrainConfig({ dataDir: 'data', expName: 'bridge', device: 'cpu', patchSize: 16, baseChannels: 8 });
-  return nativeTrainSettings(config, { condDim: 13, leftRightPairs: [[6, 7]], checkpointDir: '/nonexistent/checkpoints', resume: false, checkpointMetadata: { structures: '[]' } });
+  return nativeTrainSettings(config, { condDim: 13, leftRightPairs: [[6, 7]], checkpointDir: '/nonexistent/checkpoints', resume: false, resumeFrom: '', checkpointMetadata: { structures: '[]' } });
 }
 
 function tinyCase(constraints = 13) {
@@ -27,7 +27,7 @@ function refusal(value: Record<string, unknown>, cases = { train: [tinyCase()], 
 
 describe('the typed settings bridge (binding/settings.h)', () => {
   it('sends exactly the schema fields the engine reads, with the run\'s own', () => {
-    expect(Object.keys(settings()).sort()).toEqual([...NATIVE_TRAIN_FIELDS, 'condDim', 'leftRightPairs', 'checkpointDir', 'resume', 'checkpointMetadata'].sort());
+    expect(Object.keys(settings()).sort()).toEqual([...NATIVE_TRAIN_FIELDS, 'condDim', 'leftRightPairs', 'checkpointDir', 'resume', 'resumeFrom', 'checkpointMetadata'].sort());
   });
 
   it('refuses a missing key, naming it', () => {

@@ -174,7 +174,7 @@ describe('vmat-native train', () => {
     });
     expect(stderr).toMatch(/stopping after this step/);
     expect(status).toBe(0);
-    expect(stdout).toMatch(/stopped \(aborted\)/);
+    expect(stdout).toMatch(/stopped \(SIGINT\)/);
     expect(existsSync(join(runs, 'int', 'checkpoints', 'last.safetensors'))).toBe(true);
     expect(JSON.parse(readFileSync(join(runs, 'int', 'training_summary.json'), 'utf8')).stopReason).toBe('aborted');
   });

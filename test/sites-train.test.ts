@@ -162,7 +162,7 @@ describe('train --site head-neck', () => {
 
   it('keeps the site on resume and refuses another one', async () => {
     await expect(new Trainer().fit({ dataDir, expName: 'hn', logDir, site: 'prostate-sib' }, { resume: true })).rejects.toThrow(
-      /cannot resume .* with the site prostate-sib: it was trained with head-neck/,
+      /cannot resume .* with other settings than it was trained with: site 'head-neck' → 'prostate-sib'/,
     );
   });
 

@@ -1,5 +1,6 @@
 #include "vmat/safetensors.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <random>
 #include <sstream>
 #include <vector>
 
@@ -140,19 +142,41 @@ void save_tensors(const std::string& path, const TensorMap& tensors, const Metad
 
   std::string prefix;
   write_le64(prefix, header_text.size());
-  const std::string temporary = path + ".tmp-" + std::to_string(::getpid());
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(ErrorCode::Io, "cannot write " + path + ": " + std::strerror(errno));
-    out.write(prefix.data(), static_cast<std::streamsize>(prefix.size()));
-    out.write(header_text.data(), static_cast<std::streamsize>(header_text.size()));
-    for (const auto& tensor : contiguous)
-      out.write(static_cast<const char*>(tensor.data_ptr()), static_cast<std::streamsize>(tensor.numel() * tensor.element_size()));
-    out.flush();
-    if (!out) {
-      std::remove(temporary.c_str());
-      throw Error(ErrorCode::Io, "cannot write " + path + " (disk full?)");
+  // `.name.<pid>.<random>.tmp` beside the file, as src/io/atomic.ts names its temporaries, so that the next run's
+  // removeStaleTemporaries() finds what a killed writer left.
+  const auto slash = path.find_last_of('/');
+  const std::string folder = slash == std::string::npos ? "" : path.substr(0, slash + 1);
+  const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  char random_part[16];
+  std::snprintf(random_part, sizeof random_part, "%08x", static_cast<unsigned>(std::random_device{}()));
+  const std::string temporary = folder + "." + name + "." + std::to_string(::getpid()) + "." + random_part + ".tmp";
+  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error(ErrorCode::Io, "cannot write " + path + ": " + std::strerror(errno));
+  const auto fail = [&](const std::string& what) {
+    const std::string reason = std::strerror(errno);
+    ::close(fd);
+    std::remove(temporary.c_str());
+    throw Error(ErrorCode::Io, "cannot write " + path + ": " + what + reason);
+  };
+  const auto write_all = [&](const char* data, uint64_t size) {
+    while (size > 0) {
+      const ssize_t done = ::write(fd, data, static_cast<size_t>(std::min<uint64_t>(size, 1u << 30)));
+      if (done < 0 && errno == EINTR) continue;
+      if (done <= 0) fail("");
+      data += done;
+      size -= static_cast<uint64_t>(done);
     }
+  };
+  write_all(prefix.data(), prefix.size());
+  write_all(header_text.data(), header_text.size());
+  for (const auto& tensor : contiguous)
+    write_all(static_cast<const char*>(tensor.data_ptr()), static_cast<uint64_t>(tensor.numel()) * tensor.element_size());
+  // On disk before the rename: after a crash of the machine the name holds the old file or the whole new one.
+  if (::fsync(fd) != 0) fail("");
+  if (::close(fd) != 0) {
+    const std::string reason = std::strerror(errno);
+    std::remove(temporary.c_str());
+    throw Error(ErrorCode::Io, "cannot write " + path + ": " + reason);
   }
   if (std::rename(temporary.c_str(), path.c_str()) != 0) {
     const std::string reason = std::strerror(errno);

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <limits>
 #include <optional>
+#include <random>
+#include <unistd.h>
 
 #include "vmat/checkpoint.h"
 #include "vmat/error.h"
@@ -133,6 +135,54 @@ std::string state_path_of(const std::string& checkpoint) {
 
 bool finite(double value) { return std::isfinite(value); }
 
+// The weights and the state of a checkpoint carry the same random token: a pair written by two different saves (a
+// process killed between the two renames) is told apart from a whole one. Files without it predate the token.
+constexpr const char* kPairKey = "checkpoint_pair";
+
+std::string new_pair_token(int64_t epoch, int64_t step) {
+  std::random_device random;
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, "%08x%08x-e%lld-s%lld", random(), random(), static_cast<long long>(epoch), static_cast<long long>(step));
+  return buffer;
+}
+
+std::string pair_token(const std::string& path) {
+  const auto metadata = read_safetensors_metadata(path);
+  const auto found = metadata.find(kPairKey);
+  return found == metadata.end() ? std::string() : found->second;
+}
+
+// Both files there, with the same token.
+bool whole_pair(const std::string& weights) {
+  const auto state = state_path_of(weights);
+  if (!fs::exists(weights) || !fs::exists(state)) return false;
+  try {
+    return pair_token(weights) == pair_token(state);
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+// `to` becomes a copy of `from` in one rename (a hard link where the file system has them).
+void replace_with_copy(const std::string& from, const std::string& to) {
+  // Named as every temporary of vmat-native is (.name.<pid>.<random>.tmp), so that a later run removes a leftover.
+  char random_part[16];
+  std::snprintf(random_part, sizeof random_part, "%08x", static_cast<unsigned>(std::random_device{}()));
+  const fs::path target(to);
+  const std::string temporary =
+      (target.parent_path() / ("." + target.filename().string() + "." + std::to_string(::getpid()) + "." + random_part + ".tmp")).string();
+  std::error_code error;
+  fs::remove(temporary, error);
+  fs::create_hard_link(from, temporary, error);
+  try {
+    if (error) fs::copy_file(from, temporary, fs::copy_options::overwrite_existing);
+    fs::rename(temporary, to);
+  } catch (const fs::filesystem_error& failure) {
+    fs::remove(temporary, error);
+    throw Error(ErrorCode::Io, "cannot write " + to + ": " + failure.code().message());
+  }
+}
+
 }  // namespace
 
 double cosine_lr(double lr, double min_lr, int64_t epochs, int64_t epoch) {
@@ -250,10 +300,13 @@ void Trainer::prepare_model() {
   model_ = BaselineUNet3D(config_);
   TensorMap saved_optimizer;
   if (options_.resume) {
-    const auto state_path = state_path_of(last_path_);
-    require(fs::exists(last_path_) && fs::exists(state_path), "cannot resume: " + last_path_ + " and its .state.safetensors are not both there");
-    auto loaded = load_model(last_path_, torch::kCPU);
-    require(loaded.config == config_, "cannot resume: " + last_path_ + " holds a model of another configuration (" + loaded.config.to_json() +
+    const auto from = options_.resume_from.empty() ? last_path_ : options_.resume_from;
+    const auto state_path = state_path_of(from);
+    require(fs::exists(from) && fs::exists(state_path), "cannot resume: " + from + " and its .state.safetensors are not both there");
+    require(pair_token(from) == pair_token(state_path), "cannot resume: " + from + " and " + state_path +
+                                                            " are not from the same save (the process was stopped between writing them)");
+    auto loaded = load_model(from, torch::kCPU);
+    require(loaded.config == config_, "cannot resume: " + from + " holds a model of another configuration (" + loaded.config.to_json() +
                                           ") than the settings ask for (" + config_.to_json() + ")");
     model_ = loaded.model;
     auto saved = load_tensors(state_path);
@@ -448,13 +501,24 @@ std::optional<ValidationSums> Trainer::validate(int64_t epoch) {
 
 // ---------------------------------------------------------------- checkpoints
 
-// Writes the weights and the state beside them (atomically each).
+// Before last is replaced, the pair it holds (when whole) becomes previous.safetensors + .state: at every moment of
+// the save below, last or previous is a whole pair to resume from.
+void Trainer::keep_previous_last() const {
+  if (!whole_pair(last_path_)) return;
+  const auto previous = (fs::path(options_.checkpoint_dir) / "previous.safetensors").string();
+  replace_with_copy(last_path_, previous);
+  replace_with_copy(state_path_of(last_path_), state_path_of(previous));
+}
+
+// Writes the state, then the weights beside it (atomically each), both with one pair token.
 void Trainer::save_checkpoint(const std::string& path, int64_t epoch, double val_mae) const {
   if (!writes_files()) return;
+  if (path == last_path_) keep_previous_last();
+  const auto token = new_pair_token(state_.epoch, state_.step);
   Metadata metadata = options_.checkpoint_metadata;
   metadata["epoch"] = std::to_string(epoch);
+  metadata[kPairKey] = token;
   if (finite(val_mae)) metadata["val_mae_gy"] = format_double(val_mae);
-  save_model(path, model_, metadata);
   TensorMap tensors;
   auto& optimizer_state = optimizer_->state();
   for (size_t i = 0; i < parameters_.size(); ++i) {
@@ -466,7 +530,10 @@ void Trainer::save_checkpoint(const std::string& path, int64_t epoch, double val
     tensors["step." + parameter_names_[i]] = torch::tensor({adam.step()}, torch::kLong);
   }
   tensors["rng.torch_cpu"] = at::detail::getDefaultCPUGenerator().get_state();
-  save_tensors(state_path_of(path), tensors, state_metadata(state_));
+  auto state_entries = state_metadata(state_);
+  state_entries[kPairKey] = token;
+  save_tensors(state_path_of(path), tensors, state_entries);
+  save_model(path, model_, metadata);
 }
 
 void Trainer::save_last_on_cancel(int64_t epoch) {

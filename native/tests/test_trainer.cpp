@@ -166,4 +166,36 @@ TEST(Trainer, RefusesCasesWhoseConditioningIsNotCondDimLongAndBadFlipPairs) {
   fs::remove_all(dir);
 }
 
+// The weights and state of one save share a token; last's whole pair becomes previous before last is replaced, and
+// a pair from two saves (a kill between the two renames) is refused on resume.
+TEST(Trainer, KeepsThePreviousPairAndRefusesToResumeFromAMixedOne) {
+  const auto dir = fresh_dir("pairs");
+  const std::vector<vmat::TrainingCase> train{tiny_case("a", 1, 5)};
+  const std::vector<vmat::TrainingCase> val{tiny_case("v", 3, 5)};
+  const auto checkpoints = dir / "checkpoints";
+  vmat::train_model(train, val, tiny_options(dir), {});
+  const auto token = [&](const char* name) { return vmat::read_safetensors_metadata((checkpoints / name).string()).at("checkpoint_pair"); };
+  EXPECT_EQ(token("last.safetensors"), token("last.state.safetensors"));
+  EXPECT_EQ(token("previous.safetensors"), token("previous.state.safetensors"));
+  EXPECT_NE(token("last.safetensors"), token("previous.safetensors"));
+  EXPECT_EQ(vmat::read_safetensors_metadata((checkpoints / "previous.state.safetensors").string()).at("epoch"), "1");
+  for (const auto& entry : fs::directory_iterator(checkpoints)) EXPECT_EQ(entry.path().extension(), ".safetensors") << entry.path();
+
+  fs::copy_file(checkpoints / "previous.safetensors", checkpoints / "last.safetensors", fs::copy_options::overwrite_existing);
+  auto options = tiny_options(dir);
+  options.epochs = 3;
+  options.resume = true;
+  try {
+    vmat::train_model(train, val, options, {});
+    FAIL() << "a mixed pair was resumed from";
+  } catch (const vmat::Error& error) {
+    EXPECT_NE(std::string(error.what()).find("are not from the same save"), std::string::npos) << error.what();
+  }
+  options.resume_from = (checkpoints / "previous.safetensors").string();
+  const auto result = vmat::train_model(train, val, options, {});
+  EXPECT_EQ(result.epochs_run, 3);
+  EXPECT_EQ(token("last.safetensors"), token("last.state.safetensors"));
+  fs::remove_all(dir);
+}
+
 }  // namespace

@@ -9,6 +9,7 @@ import { basename, join, resolve } from 'node:path';
 
 import { loadCase, type CaseData } from '../data/case.js';
 import { invalidInput } from '../errors.js';
+import { removeStaleTemporaries } from '../io/atomic.js';
 import { predictFiles } from '../predict/predict.js';
 import { DEFAULT_SITE, resolveSiteProfile, type SiteProfile } from '../sites/profile.js';
 import {
@@ -137,6 +138,8 @@ export async function evaluatePredictions(predPath: string, refPath: string, out
     throw invalidInput(`${existing[0]} already exists${existing.length > 1 ? ` (and ${existing.length - 1} more)` : ''}: choose another out folder or set overwrite`, { settings: ['out', 'overwrite'] });
   }
   if (unpredicted.length > 0) options.onProgress?.({ type: 'unpredicted', files: unpredicted });
+  // What an earlier evaluation, killed before its renames, left there.
+  await removeStaleTemporaries(paths.dir);
 
   // Everything is computed before anything is written, so that a bad pair leaves no half-written folder.
   const cases: CaseEvaluation[] = [];

@@ -1,10 +1,11 @@
 /** The six figures of training.md, made from run folders (`vmat-native figures`, and inlined by `report`). */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { gammaIndex } from '../eval/gamma.js';
+import { writeFileAtomicSync } from '../io/atomic.js';
 import { caseVolumePaths, type CaseEvaluation, type RunFolder } from '../report/run-folder.js';
-import { evaluationPaths, runPaths } from '../run/index.js';
+import { caseFileStem, evaluationPaths, runPaths } from '../run/index.js';
 import { loadCase } from '../data/case.js';
 import { comparisonSpec, dvhSpec, gammaByStructure, gammaHistogramSpec, lossComponentsSpec, structureColours, trainingCurvesSpec } from './charts.js';
 import { renderVegaLite, type RenderedFigure } from './render.js';
@@ -91,7 +92,7 @@ export async function buildRunFigures(run: RunFolder, options: { caseId?: string
       const centreLabel = ptvMask ? 'the PTV70 centre' : 'the volume centre';
       const rx = prescriptionGyOf(reference.metadata, run);
       figures.push({
-        name: `dose_slices_${id}`,
+        name: `dose_slices_${caseFileStem(id)}`,
         caption:
           `Reference, predicted and difference dose of ${id}: axial, coronal and sagittal planes through ${centreLabel} (voxel ${centre.join(', ')}), drawn to scale from the voxel spacing (${reference.spacingMm.join(' × ')} mm), ` +
           `over the CT, with the structures' contours and the 95, 50 and 20 % isodose lines of a ${Number(rx.toFixed(2))} Gy prescription; the difference is scaled to ±10 % of it. Letters: patient directions (R/L, A/P, S/I)${reference.direction ? ' from the case\'s direction matrix' : ''}.`,
@@ -107,13 +108,13 @@ export async function buildRunFigures(run: RunFolder, options: { caseId?: string
         { dosePercent: 3, dtaMm: 3, cutoffPercent: 10 },
       );
       figures.push({
-        name: `gamma_${id}`,
+        name: `gamma_${caseFileStem(id)}`,
         caption: `Gamma index (3%/3 mm, global, 10% cutoff) of ${id} through ${centreLabel}; Γ ≤ 1 passes. Pass rate over the whole volume ${gamma.passRatePct.toFixed(1)}%.`,
         figure: await gammaSlicesFigure({ caseId: id, runName: run.name, shape: reference.shape, spacingMm: reference.spacingMm, centre, gamma: gamma.gamma, criterion: '3%/3 mm', ptvMask }),
       });
       const byStructure = gammaByStructure(gamma.gamma, structures);
       figures.push({
-        name: `gamma_histogram_${id}`,
+        name: `gamma_histogram_${caseFileStem(id)}`,
         caption: `Distribution of Γ (3%/3 mm) over the points above the 10% cutoff of ${id}, and the pass rate (Γ ≤ 1) over the evaluated points inside each structure.`,
         figure: await renderVegaLite(gammaHistogramSpec(run.name, id, '3%/3 mm', byStructure)),
       });
@@ -124,7 +125,7 @@ export async function buildRunFigures(run: RunFolder, options: { caseId?: string
   const rxOfEvaluation = prescriptionGyOf(referenceMetadata, run);
   if (evaluation.dvh.some((d) => d.curve)) {
     figures.push({
-      name: `dvh_${id}`,
+      name: `dvh_${caseFileStem(id)}`,
       caption: `Cumulative DVHs of ${id}: reference solid, prediction dashed, one colour per structure; the prescription (${Number(rxOfEvaluation.toFixed(2))} Gy) as a vertical line, and the constraint limits of the evaluation as triangles (the curve must pass below; a Dmax limit sits on the dose axis).`,
       figure: await renderVegaLite(dvhSpec(run.name, evaluation, rxOfEvaluation)),
     });
@@ -149,8 +150,8 @@ export function writeFigures(dir: string, figures: NamedFigure[]): string[] {
   for (const { name, figure } of figures) {
     const png = join(dir, `${name}.png`);
     const svg = join(dir, `${name}.svg`);
-    writeFileSync(png, figure.png);
-    writeFileSync(svg, figure.svg);
+    writeFileAtomicSync(png, figure.png);
+    writeFileAtomicSync(svg, figure.svg);
     written.push(png, svg);
   }
   return written;

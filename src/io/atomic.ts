@@ -4,7 +4,8 @@
  * moment, sees either the old file or the complete new one, never a part.
  */
 import { randomBytes } from 'node:crypto';
-import { access, link, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { access, link, open, readdir, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 import { invalidInput } from '../errors.js';
@@ -87,6 +88,28 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array | 
   await file.commit();
 }
 
+/** writeFileAtomic for synchronous callers (figures, reports): always replaces the file. */
+export function writeFileAtomicSync(path: string, data: string | Uint8Array): void {
+  const bytes = typeof data === 'string' ? new TextEncoder().encode(data) : data;
+  const temp = temporaryPath(path);
+  const fd = openSync(temp, 'wx');
+  try {
+    for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, Math.min(MAX_IO_CHUNK, bytes.length - done));
+    fsyncSync(fd);
+  } catch (error) {
+    closeSync(fd);
+    unlinkSync(temp);
+    throw error;
+  }
+  closeSync(fd);
+  try {
+    renameSync(temp, path);
+  } catch (error) {
+    unlinkSync(temp);
+    throw error;
+  }
+}
+
 async function placeFile(temp: string, path: string, overwrite: boolean): Promise<void> {
   if (overwrite) {
     await rename(temp, path);
@@ -118,8 +141,8 @@ function processAlive(pid: number): boolean {
 }
 
 /**
- * Removes the temporary files that writers killed before their commit left in `dir` (those of live processes are
- * kept); returns the names removed. A missing folder has none.
+ * Removes the temporary files (and run folders being set up) that writers killed before their commit left in `dir`
+ * (those of live processes are kept); returns the names removed. A missing folder has none.
  */
 export async function removeStaleTemporaries(dir: string): Promise<string[]> {
   const names = await readdir(dir).catch(() => [] as string[]);
@@ -127,10 +150,13 @@ export async function removeStaleTemporaries(dir: string): Promise<string[]> {
   for (const name of names) {
     const match = TEMPORARY.exec(name);
     if (!match || processAlive(Number(match[2]))) continue;
-    await unlink(join(dir, name)).then(
-      () => removed.push(name),
-      () => undefined,
-    );
+    // A folder of that name is a run folder being set up when its writer died (src/train/trainer.ts).
+    await unlink(join(dir, name))
+      .catch((error: NodeJS.ErrnoException) => (error.code === 'EISDIR' || error.code === 'EPERM' ? rm(join(dir, name), { recursive: true }) : Promise.reject(error)))
+      .then(
+        () => removed.push(name),
+        () => undefined,
+      );
   }
   return removed;
 }

@@ -14,11 +14,13 @@ import { listCaseFiles } from '../data/split.js';
 import { CANONICAL_STRUCTURES } from '../data/structures.js';
 import { invalidInput, VmatError } from '../errors.js';
 import { noCaseFilesError } from '../data/foreign.js';
+import { removeStaleTemporaries } from '../io/atomic.js';
 import { readCheckpointMetadata } from '../model.js';
 import { callNative } from '../native/call.js';
 import { caseConditioning } from '../sites/conditioning.js';
 import { caseSiteName, channelNamesOfCase, DEFAULT_SITE, isDefaultProfile, loadSiteProfile, parseSiteProfile, structureMatcher, type SiteProfile } from '../sites/profile.js';
 import { loadNative } from '../native/loader.js';
+import { EVALUATION_FILES } from '../run/layout.js';
 
 /** The 13 constraint slots of data.md, by name (`--constraint rectum_v70=0.15`). */
 export const CONSTRAINT_SLOTS = [
@@ -208,7 +210,8 @@ export async function expandInputs(input: string): Promise<string[]> {
  */
 export async function predictFiles(checkpoint: string, inputs: string[], outDir: string, options: PredictFilesOptions = {}): Promise<string[]> {
   checkpointModel(checkpoint);
-  const outputs = inputs.map((input) => join(outDir, `${basename(input).replace(/\.npz$/i, '')}_pred.npz`));
+  // The input's file name names the output (as a case id does: never a path, never one of the tool's own names).
+  const outputs = inputs.map((input) => join(outDir, EVALUATION_FILES.predictionFile(basename(input).replace(/\.npz$/i, ''))));
   const dicomOutputs = options.dicomOut ? outputs.map((output) => join(options.dicomOut!, basename(output).replace(/\.npz$/, '.dcm'))) : [];
   if (!options.overwrite) {
     const existing = [...outputs, ...dicomOutputs].find((path) => existsSync(path));
@@ -216,6 +219,9 @@ export async function predictFiles(checkpoint: string, inputs: string[], outDir:
   }
   await mkdir(outDir, { recursive: true });
   if (options.dicomOut) await mkdir(options.dicomOut, { recursive: true });
+  // What an earlier predict, killed before its renames, left there.
+  await removeStaleTemporaries(outDir);
+  if (options.dicomOut) await removeStaleTemporaries(options.dicomOut);
   for (let i = 0; i < inputs.length; i++) {
     const started = Date.now();
     const data = await loadCase(inputs[i]!);

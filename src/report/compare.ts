@@ -1,8 +1,9 @@
 /** The side-by-side comparison of runs (`vmat-native compare`): computed from the run folders' files only. */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { invalidInput } from '../errors.js';
+import { writeFileAtomicSync } from '../io/atomic.js';
 import { headlineTestMetrics, type RunFolder } from './run-folder.js';
 
 export interface ComparisonRow {
@@ -138,7 +139,7 @@ export function writeComparison(dir: string, comparison: Comparison, overwrite: 
     }
   }
   mkdirSync(dir, { recursive: true });
-  writeFileSync(markdown, comparisonMarkdown(comparison));
-  writeFileSync(csv, comparisonCsv(comparison));
+  writeFileAtomicSync(markdown, comparisonMarkdown(comparison));
+  writeFileAtomicSync(csv, comparisonCsv(comparison));
   return { markdown, csv };
 }

@@ -2,9 +2,9 @@
  * After training several runs (`sweep`, `demo`): the comparison table, every run's figures and report, and the
  * comparison bars, from the run folders alone.
  */
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { writeFileAtomicSync } from '../io/atomic.js';
 import { buildComparisonFigure, buildRunFigures, writeFigures } from '../figures/index.js';
 import { compareRuns, writeComparison, type Comparison } from './compare.js';
 import { reportHtml } from './html.js';
@@ -34,7 +34,7 @@ export async function publishRuns(runDirs: string[], options: { comparisonDir: s
     writeFigures(figureDir, [...figures, comparisonFigure]);
     figureDirs.push(figureDir);
     const report = runPaths(run.dir).report;
-    writeFileSync(report, reportHtml({ run, figures: [...figures, comparisonFigure], skipped: notDrawn, comparison }));
+    writeFileAtomicSync(report, reportHtml({ run, figures: [...figures, comparisonFigure], skipped: notDrawn, comparison }));
     reports.push(report);
     skipped.push(...notDrawn.map((reason) => `${run.name}: ${reason}`));
   }

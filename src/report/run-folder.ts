@@ -7,6 +7,7 @@ import { basename, isAbsolute, resolve } from 'node:path';
 
 import { invalidInput } from '../errors.js';
 import {
+  caseFileStem,
   evaluationPaths,
   listCaseEvaluations,
   METRICS_COLUMNS,
@@ -251,7 +252,7 @@ export function caseVolumePaths(run: RunFolder, caseId: string): { reference: st
   const dataDir = typeof run.config.dataDir === 'string' ? run.config.dataDir : '.';
   const index = run.testCases?.testCases.indexOf(caseId) ?? -1;
   const named = index >= 0 ? run.testCases?.testFiles[index] : undefined;
-  const candidates = [named, `${caseId}.npz`].filter((file): file is string => typeof file === 'string');
+  const candidates = [named, `${caseFileStem(caseId)}.npz`].filter((file): file is string => typeof file === 'string');
   const reference = candidates.map((file) => (isAbsolute(file) ? file : resolve(dataDir, file))).find((path) => existsSync(path)) ?? null;
   const prediction = evaluationPaths(runPaths(run.dir).evaluation).predictionFile(caseId);
   return { reference, prediction: existsSync(prediction) ? prediction : null };

@@ -25,6 +25,33 @@ export interface TrainingConfigFile {
   precision?: string;
   /** the run's site profile, resolved (absent: the default site, prostate-sib) */
   siteProfile?: SiteProfile;
+  /** each resume, in order, with the settings it changed: `settings` holds the latest values */
+  resumes?: ResumeRecord[];
+}
+
+/** One resume of a run: where it continued, from which checkpoint, and each setting it changed (old → new). */
+export interface ResumeRecord {
+  at: string;
+  /** the 1-based epoch and the step within it where training continued */
+  startEpoch: number;
+  startStep: number;
+  /** checkpoints/<from>.safetensors; 'none' where no checkpoint had been written (training began again) */
+  from: 'last' | 'previous' | 'none';
+  changes: Record<string, { from: unknown; to: unknown }>;
+}
+
+/** inputs.json: what each case file of the split was when the run started (resume refuses files that changed). */
+export interface InputsFile {
+  dataDir: string;
+  files: InputFingerprint[];
+}
+export interface InputFingerprint {
+  /** relative to dataDir, as split.json names it */
+  file: string;
+  role: 'train' | 'val' | 'test';
+  bytes: number;
+  mtimeMs: number;
+  sha256: string;
 }
 
 /** split.json */
@@ -116,6 +143,24 @@ export const trainingConfigFileSchema = z.object({
   device: z.string().optional(),
   precision: z.string().optional(),
   siteProfile: z.record(z.string(), z.unknown()).optional(),
+  resumes: z
+    .array(
+      z.object({
+        at: z.string(),
+        startEpoch: count,
+        startStep: count,
+        from: z.enum(['last', 'previous', 'none']),
+        changes: z.record(z.string(), z.object({ from: z.unknown(), to: z.unknown() })),
+      }),
+    )
+    .optional(),
+});
+
+export const inputsFileSchema = z.object({
+  dataDir: z.string(),
+  files: z.array(
+    z.object({ file: z.string(), role: z.enum(['train', 'val', 'test']), bytes: count, mtimeMs: z.number(), sha256: z.string().regex(/^[0-9a-f]{64}$/) }),
+  ),
 });
 
 export const splitFileSchema = z.object({

@@ -7,3 +7,4 @@ export * from './layout.js';
 export * from './files.js';
 export * from './read.js';
 export * from './write.js';
+export * from './fingerprints.js';

@@ -7,22 +7,27 @@
  *   split.json               train/val/test case ids and files, seed
  *   test_cases.json          {test_cases, test_files, seed}
  *   environment.json         versions, device, threads, git state of the data and code folders, start time
+ *   inputs.json              size, modification time and SHA-256 of each case file of the split (checked on resume)
  *   metrics.csv              one row per epoch (METRICS_COLUMNS)
  *   training_summary.json    best epoch, best val MAE, epochs run, stop reason, time (or the error that stopped it)
  *   log.jsonl                one training event per line, each with its time (ISO 8601 UTC)
  *   events.out.tfevents.*    with the tensorboard setting: TensorBoard event files (src/run/tensorboard.ts)
- *   checkpoints/             last.safetensors, best-epoch=012-val_mae_gy=3.670.safetensors, each + .state.safetensors
+ *   checkpoints/             last.safetensors, previous.safetensors (the last before it),
+ *                            best-epoch=012-val_mae_gy=3.670.safetensors, each + .state.safetensors
  *   evaluation/              <case>.json, cases.csv, summary.json, predictions/<case>_pred.npz
  *   figures/                 <figure>.png and .svg
  *   report.html
  */
 import { join } from 'node:path';
 
+import { invalidInput } from '../errors.js';
+
 export const RUN_FILES = {
   trainingConfig: 'training_config.json',
   split: 'split.json',
   testCases: 'test_cases.json',
   environment: 'environment.json',
+  inputs: 'inputs.json',
   metrics: 'metrics.csv',
   summary: 'training_summary.json',
   log: 'log.jsonl',
@@ -31,6 +36,9 @@ export const RUN_FILES = {
   figures: 'figures',
   report: 'report.html',
 } as const;
+
+/** The names of the TensorBoard event files vmat-native writes into a run folder begin so (tensorboard.ts). */
+export const TENSORBOARD_FILE_PREFIX = 'events.out.tfevents.';
 
 /** The columns of metrics.csv, in the order training.md lists them. */
 export const METRICS_COLUMNS = [
@@ -54,18 +62,52 @@ export type MetricColumn = (typeof METRICS_COLUMNS)[number];
  */
 export const CHECKPOINT_FILES = {
   last: 'last.safetensors',
+  /** the pair last held before its latest save: resume falls back to it when last's pair is not whole */
+  previous: 'previous.safetensors',
   stateSuffix: '.state.safetensors',
   /** best-epoch=012-val_mae_gy=3.670.safetensors: the epoch and the validation MAE (Gy, 3 decimals) */
   best: /^best-epoch=(\d+)-val_mae_gy=(\d+(?:\.\d+)?)\.safetensors$/,
 } as const;
+
+/**
+ * The key metadata entry that the weights and the state of one checkpoint share (native/src/trainer.cpp writes the
+ * same random token into both): a pair from two different saves is not whole.
+ */
+export const CHECKPOINT_PAIR_KEY = 'checkpoint_pair';
+
+/** Names the tool's own files take in a folder of per-case files; a case id never becomes one of them. */
+const RESERVED_STEMS = new Set(['summary', 'cases', 'predictions', 'report', 'index']);
+
+/**
+ * The file-name stem of a case id: the id itself where it is made of letters, digits, '_', '-', '+', '=', '@' and
+ * (not first) '.' and ' '; every other byte as %XX (UTF-8, '%' itself too), and the first letter of a name the tool uses
+ * for its own files (`summary`, any case) as %XX. Different ids give different stems, and none is a path (`../x`
+ * is `%2E.%2Fx`), a hidden file or one of the tool's files. Case ids become file names only through this.
+ */
+export function caseFileStem(caseId: string): string {
+  let stem = '';
+  for (const byte of new TextEncoder().encode(caseId)) {
+    const char = String.fromCharCode(byte);
+    const plain = byte < 0x80 && (/[A-Za-z0-9_\-+=@]/.test(char) || ((char === '.' || char === ' ') && stem.length > 0));
+    stem += plain ? char : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  if (RESERVED_STEMS.has(stem.toLowerCase())) stem = `%${stem.charCodeAt(0).toString(16).toUpperCase()}${stem.slice(1)}`;
+  // NAME_MAX is 255 bytes; ids this long are refused rather than cut (two could then share a name).
+  if (stem.length === 0 || stem.length > 200) {
+    throw invalidInput(
+      `the case id '${JSON.stringify(caseId.slice(0, 60)).slice(1, -1)}${caseId.length > 60 ? '...' : ''}' cannot name a file: expected 1 to 200 bytes, other characters than letters, digits, ' ', '.', '_', '-', '+', '=' and '@' counting 3 each`,
+    );
+  }
+  return stem;
+}
 
 /** evaluation/ (also any folder `evaluate --pred --ref --out` writes to). */
 export const EVALUATION_FILES = {
   cases: 'cases.csv',
   summary: 'summary.json',
   predictions: 'predictions',
-  caseFile: (caseId: string) => `${caseId}.json`,
-  predictionFile: (caseId: string) => `${caseId}_pred.npz`,
+  caseFile: (caseId: string) => `${caseFileStem(caseId)}.json`,
+  predictionFile: (caseId: string) => `${caseFileStem(caseId)}_pred.npz`,
 } as const;
 
 export interface RunPaths {
@@ -74,6 +116,7 @@ export interface RunPaths {
   split: string;
   testCases: string;
   environment: string;
+  inputs: string;
   metrics: string;
   summary: string;
   log: string;
@@ -94,6 +137,7 @@ export function runPaths(dir: string): RunPaths {
     split: join(dir, RUN_FILES.split),
     testCases: join(dir, RUN_FILES.testCases),
     environment: join(dir, RUN_FILES.environment),
+    inputs: join(dir, RUN_FILES.inputs),
     metrics: join(dir, RUN_FILES.metrics),
     summary: join(dir, RUN_FILES.summary),
     log: join(dir, RUN_FILES.log),

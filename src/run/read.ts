@@ -14,6 +14,7 @@ import {
   caseEvaluationFileSchema,
   environmentFileSchema,
   evaluationSummaryFileSchema,
+  inputsFileSchema,
   splitFileSchema,
   testCasesFileSchema,
   trainingConfigFileSchema,
@@ -22,6 +23,7 @@ import {
   type EnvironmentFile,
   type EvaluationSummaryFile,
   type LoggedTrainEvent,
+  type InputsFile,
   type MetricsRow,
   type SplitFile,
   type TestCasesFile,
@@ -43,7 +45,9 @@ function readJson(path: string, what: string): unknown {
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw invalidInput(`${path} is not valid JSON (${(error as Error).message})`);
+    // JSON.parse quotes the text around the fault: on one line, control characters escaped, at most 120 characters.
+    const reason = (error as Error).message.replace(/[\u0000-\u001f\u007f]/g, (c) => (c === '\n' ? '\\n' : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+    throw invalidInput(`${path} is not valid JSON (${reason.length > 120 ? `${reason.slice(0, 117)}...` : reason})`);
   }
 }
 
@@ -84,6 +88,12 @@ export function readTestCases(runDir: string): TestCasesFile | null {
 export function readEnvironment(runDir: string): EnvironmentFile | null {
   const path = runPaths(runDir).environment;
   return optional(path, () => parseFile(environmentFileSchema, readJson(path, 'environment.json'), path));
+}
+
+/** inputs.json (null in runs started before it was written). */
+export function readInputs(runDir: string): InputsFile | null {
+  const path = runPaths(runDir).inputs;
+  return optional(path, () => parseFile(inputsFileSchema, readJson(path, 'inputs.json'), path));
 }
 
 export function readTrainingSummary(runDir: string): TrainingSummaryFile | null {

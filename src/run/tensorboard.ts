@@ -11,6 +11,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 
 import type { TrainEvent } from '../train/events.js';
+import { TENSORBOARD_FILE_PREFIX } from './layout.js';
 
 // ---------------------------------------------------------------- CRC-32C (Castagnoli), as TFRecord uses it
 
@@ -138,7 +139,7 @@ export class TensorBoardLog {
   constructor(runDir: string, options: { gradientLoss: boolean; now?: Date }) {
     const now = options.now ?? new Date();
     // A resumed run adds a file; TensorBoard reads a folder's event files in the order of their names.
-    this.path = join(runDir, `events.out.tfevents.${Math.floor(now.getTime() / 1000)}.${os.hostname().replace(/[^A-Za-z0-9.-]/g, '_')}.${process.pid}.${filesOpened++}`);
+    this.path = join(runDir, `${TENSORBOARD_FILE_PREFIX}${Math.floor(now.getTime() / 1000)}.${os.hostname().replace(/[^A-Za-z0-9.-]/g, '_')}.${process.pid}.${filesOpened++}`);
     this.gradientLoss = options.gradientLoss;
     writeFileSync(this.path, tfRecord(eventProto({ wallTime: now.getTime() / 1000, fileVersion: 'brain.Event:2' })), { flag: 'wx' });
   }

@@ -7,23 +7,27 @@
  * The writers replace what is there: whether a user's file may be replaced (`--overwrite`) is decided by the caller
  * before anything is written.
  */
-import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import { realpathSync } from 'node:fs';
+import { appendFile, mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { join, relative, resolve, sep } from 'node:path';
 
 import { flattenEvaluation } from '../eval/evaluate.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { invalidInput } from '../errors.js';
+import { removeStaleTemporaries, writeFileAtomic } from '../io/atomic.js';
 import type { TrainEvent } from '../train/events.js';
 import type {
   CaseEvaluationFile,
   EnvironmentFile,
   EvaluationSummaryFile,
   LoggedTrainEvent,
+  InputsFile,
   MetricsRow,
   SplitFile,
   TestCasesFile,
   TrainingConfigFile,
   TrainingSummaryFile,
 } from './files.js';
-import { evaluationPaths, METRICS_COLUMNS, runPaths } from './layout.js';
+import { evaluationPaths, METRICS_COLUMNS, RUN_FILES, runPaths, TENSORBOARD_FILE_PREFIX } from './layout.js';
 
 /** JSON as the run files hold it (NaN and ±Infinity have no JSON spelling: JSON.stringify writes them as null). */
 export const runJson = (value: unknown): string => `${JSON.stringify(value, null, 2)}\n`;
@@ -35,10 +39,41 @@ export async function createRunFolder(runDir: string): Promise<void> {
   await mkdir(runPaths(runDir).checkpoints, { recursive: true });
 }
 
+const real = (path: string) => {
+  try {
+    return realpathSync.native(path);
+  } catch {
+    return resolve(path);
+  }
+};
+const inside = (path: string, folder: string) => path === folder || path.startsWith(folder.endsWith(sep) ? folder : folder + sep);
+
+/**
+ * Removes what vmat-native writes into a run folder (the entries of RUN_FILES) and nothing else: a user's files
+ * beside them stay. When an entry to be removed holds one of `keep` (the data folder being trained on), nothing is
+ * removed and the error names both.
+ */
+export async function removeRunFiles(runDir: string, keep: readonly string[] = []): Promise<void> {
+  const entries = Object.values(RUN_FILES).map((name) => join(runDir, name));
+  for (const kept of keep.map(real)) {
+    const holder = entries.find((entry) => inside(kept, real(entry)));
+    if (holder) {
+      throw invalidInput(
+        `${runDir} cannot be overwritten: its ${relative(runDir, holder)} holds ${kept}, an input of this run, which overwrite would delete; move it out or choose another expName`,
+        { settings: ['overwrite', 'expName'] },
+      );
+    }
+  }
+  for (const entry of entries) await rm(entry, { recursive: true, force: true });
+  for (const name of await readdir(runDir)) if (name.startsWith(TENSORBOARD_FILE_PREFIX)) await rm(join(runDir, name), { force: true });
+  await removeStaleTemporaries(runDir);
+}
+
 export const writeTrainingConfig = (runDir: string, file: TrainingConfigFile) => replace(runPaths(runDir).trainingConfig, runJson(file));
 export const writeSplit = (runDir: string, file: SplitFile) => replace(runPaths(runDir).split, runJson(file));
 export const writeTestCases = (runDir: string, file: TestCasesFile) => replace(runPaths(runDir).testCases, runJson(file));
 export const writeEnvironment = (runDir: string, file: EnvironmentFile) => replace(runPaths(runDir).environment, runJson(file));
+export const writeInputs = (runDir: string, file: InputsFile) => replace(runPaths(runDir).inputs, runJson(file));
 export const writeTrainingSummary = (runDir: string, file: TrainingSummaryFile) => replace(runPaths(runDir).summary, runJson(file));
 
 /** One metrics.csv line: numbers as JavaScript prints them, NaN as an empty cell. */

@@ -42,8 +42,10 @@ export interface NativeRunSettings {
   leftRightPairs: [number, number][];
   /** RUN/checkpoints */
   checkpointDir: string;
-  /** Continue from checkpointDir/last.safetensors and its .state file. */
+  /** Continue from resumeFrom and its .state file. */
   resume: boolean;
+  /** The checkpoint to resume from (checkpoints/last or previous.safetensors); '' for a new run. */
+  resumeFrom: string;
   /** Written into every checkpoint's metadata (what `predict` needs besides the weights). */
   checkpointMetadata: Record<string, string>;
 }

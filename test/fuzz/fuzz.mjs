@@ -27,7 +27,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
 const fixtures = join(root, 'test', 'fixtures');
 
-export const TARGETS = ['case', 'npy', 'pickle', 'safetensors', 'config'];
+export const TARGETS = ['case', 'npy', 'pickle', 'safetensors', 'config', 'run'];
 
 // ---------------------------------------------------------------- seeds
 
@@ -75,6 +75,25 @@ function configSeed() {
   return new TextEncoder().encode(JSON.stringify(config, null, 1));
 }
 
+/** A run folder's training_config.json (with a resume recorded) and inputs.json, as `train` writes them. */
+function runSeeds() {
+  const settings = JSON.parse(new TextDecoder().decode(configSeed()));
+  const config = {
+    settings: { ...settings, epochs: 7 },
+    dataDir: '/data',
+    splitSizes: { train: 4, val: 1, test: 1 },
+    parameters: 1234567,
+    device: 'cpu',
+    precision: 'fp32',
+    resumes: [{ at: '2026-12-02T18:00:00.000Z', startEpoch: 4, startStep: 0, from: 'previous', changes: { epochs: { from: 3, to: 7 } } }],
+  };
+  const inputs = {
+    dataDir: '/data',
+    files: ['train', 'val', 'test'].map((role, i) => ({ file: `case_00${i}.npz`, role, bytes: 4096 + i, mtimeMs: 1764698400000.5, sha256: 'ab'.repeat(32) })),
+  };
+  return [config, inputs].map((value) => new TextEncoder().encode(JSON.stringify(value, null, 2)));
+}
+
 /** The seed files of each target, as bytes. */
 export function seeds() {
   const files = (dir, pattern) =>
@@ -88,6 +107,7 @@ export function seeds() {
     pickle: files('npy', /\.pkl$/),
     safetensors: [safetensorsSeed()],
     config: [configSeed()],
+    run: runSeeds(),
     sabotage: [new Uint8Array(1)],
   };
 }
@@ -239,11 +259,11 @@ function mutateStoredMember(bytes, random) {
 
 // ---------------------------------------------------------------- the child: read inputs, report each
 
-const EXTENSION = { case: '.npz', npy: '.npy', pickle: '.pkl', safetensors: '.safetensors', config: '.json', sabotage: '.bin' };
+const EXTENSION = { case: '.npz', npy: '.npy', pickle: '.pkl', safetensors: '.safetensors', config: '.json', run: '.json', sabotage: '.bin' };
 
 async function readers() {
   const dist = (path) => import(join(root, 'dist', path));
-  const [{ checkCase, loadCase }, { parseNpy }, { unpickle }, { readCheckpointMetadata }, { checkpointModel }, { trainConfigFromFlags }, { parseTrainConfig }] =
+  const [{ checkCase, loadCase }, { parseNpy }, { unpickle }, { readCheckpointMetadata }, { checkpointModel }, { trainConfigFromFlags }, { parseTrainConfig }, run] =
     await Promise.all([
       dist('data/case.js'),
       dist('data/npy.js'),
@@ -252,6 +272,7 @@ async function readers() {
       dist('predict/predict.js'),
       dist('cli/commands/train.js'),
       dist('config/schema.js'),
+      dist('run/index.js'),
     ]);
   const bigint = (_, value) => (typeof value === 'bigint' ? value.toString() : value);
   return {
@@ -273,6 +294,20 @@ async function readers() {
     },
     async config(path) {
       parseTrainConfig(await trainConfigFromFlags({ config: path }));
+    },
+    // What `train --resume` reads first: training_config.json (settings, resumes) or inputs.json (fingerprints).
+    async run(path) {
+      const dir = `${path}.run`;
+      mkdirSync(dir, { recursive: true });
+      const bytes = readFileSync(path);
+      const inputs = bytes.includes('"files"');
+      writeFileSync(join(dir, inputs ? 'inputs.json' : 'training_config.json'), bytes);
+      try {
+        if (inputs) run.readInputs(dir);
+        else run.readTrainingConfig(dir);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     },
     // A reader that misbehaves on purpose, by input index: the test of the watchdog itself.
     async sabotage(path, index) {

@@ -61,7 +61,8 @@ struct TrainerOptions {
   double overlap = 0;
   std::vector<std::array<int64_t, 2>> left_right_pairs;  // model input channels swapped by the x flip
   std::string checkpoint_dir;    // run/checkpoints
-  bool resume = false;           // continue from checkpoint_dir/last.safetensors (+ .state)
+  bool resume = false;           // continue from resume_from (+ .state)
+  std::string resume_from;       // the checkpoint to resume from: checkpoint_dir/last or previous.safetensors
   Metadata checkpoint_metadata;  // added to every checkpoint (structures, normalisation dose, ...)
   int keep_best = 3;             // spec/training.md: the best 3 checkpoints are kept (not a user setting)
 };
@@ -174,6 +175,7 @@ class Trainer {
   bool train_epoch(int64_t epoch, double lr, double& voxels, double& step_seconds, double& data_wait_seconds);
   std::optional<ValidationSums> validate(int64_t epoch);
   void save_checkpoint(const std::string& path, int64_t epoch, double val_mae) const;
+  void keep_previous_last() const;
   void save_checkpoints(int64_t epoch_number, double val_mae);
   void save_last_on_cancel(int64_t epoch);
   TrainResult finish(const std::string& reason, int64_t epochs_run) const;

@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { writeFileAtomicSync } from '../../io/atomic.js';
 
 import type { Command } from 'commander';
 
@@ -18,7 +18,7 @@ export function register(program: Command): void {
       const run = readRunFolder(runPath);
       const { figures, skipped } = await buildRunFigures(run, { caseId: options.case });
       const path = runPaths(run.dir).report;
-      writeFileSync(path, reportHtml({ run, figures, skipped }));
+      writeFileAtomicSync(path, reportHtml({ run, figures, skipped }));
       process.stdout.write(`${path}\n`);
       for (const reason of skipped) note(`  not shown: ${reason}`);
     });

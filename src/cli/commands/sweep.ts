@@ -60,7 +60,7 @@ export function register(program: Command): void {
         try {
           const result = await new Trainer().fit(
             { ...base, expName, useGradientLoss: weight.value > 0, gradientLossWeight: weight.value } as TrainConfigInput,
-            { signal: controller.signal, overwrite, onProgress: (event) => printer.onEvent(event) },
+            { signal: controller.signal, overwrite, onProgress: (event) => printer.onEvent(event), onWarning: (message) => note(`warning: ${message}`) },
           );
           runDirs.push(result.runDir);
           if (result.stopReason === 'aborted') throw invalidInput(`the sweep was interrupted during ${expName}; its run folder can be resumed with 'vmat-native train --resume'`);

@@ -1,4 +1,6 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
 
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
@@ -48,40 +50,85 @@ async function readConfigFile(path: string): Promise<Record<string, unknown>> {
 
 const format = (value: number | null | undefined, digits: number) => (value === null || value === undefined ? '-' : value.toFixed(digits));
 
-/** A progress bar per epoch on a TTY, one line per epoch otherwise (stderr; stdout keeps the result). */
-export function progressPrinter(tty: boolean) {
+/**
+ * A progress bar per epoch on a TTY, one line per epoch otherwise (stderr; stdout keeps the result). `interrupt`
+ * prints a line of its own: the bar is ended first and drawn no more, so that its redraws cannot overwrite it.
+ */
+export function progressPrinter(tty: boolean, stream: NodeJS.WritableStream = process.stderr) {
   let bar: cliProgress.SingleBar | undefined;
+  let interrupted = false;
+  const line = (message: string) => stream.write(`${message}\n`);
+  const endBar = () => {
+    bar?.stop();
+    bar = undefined;
+  };
   return {
     onEvent(event: TrainEvent) {
       if (event.type === 'load') {
-        for (const warning of event.warnings) note(`warning: ${event.case}: ${warning}`);
+        for (const warning of event.warnings) line(`warning: ${event.case}: ${warning}`);
       } else if (event.type === 'start') {
-        note(`training on ${event.device} (${event.precision}), ${event.parameters.toLocaleString('en-US')} parameters, ${event.trainCases} training and ${event.valCases} validation cases, ${event.stepsPerEpoch} steps per epoch${event.startEpoch > 1 || event.startStep > 0 ? `, resuming at epoch ${event.startEpoch} step ${event.startStep + 1}` : ''}`);
-      } else if (event.type === 'step' && tty) {
+        line(`training on ${event.device} (${event.precision}), ${event.parameters.toLocaleString('en-US')} parameters, ${event.trainCases} training and ${event.valCases} validation cases, ${event.stepsPerEpoch} steps per epoch${event.startEpoch > 1 || event.startStep > 0 ? `, resuming at epoch ${event.startEpoch} step ${event.startStep + 1}` : ''}`);
+      } else if (event.type === 'step' && tty && !interrupted) {
         if (!bar) {
           bar = new cliProgress.SingleBar(
-            { format: 'epoch {epoch} |{bar}| {value}/{total} loss {loss} {vps} vox/s ETA {eta_formatted}', stream: process.stderr, hideCursor: true, etaBuffer: 20 },
+            { format: 'epoch {epoch} |{bar}| {value}/{total} loss {loss} {vps} vox/s ETA {eta_formatted}', stream, hideCursor: true, etaBuffer: 20 },
             cliProgress.Presets.shades_classic,
           );
           bar.start(event.steps, event.step - 1, { epoch: `${event.epoch}/${event.epochs}`, loss: '-', vps: '-' });
         }
         bar.update(event.step, { epoch: `${event.epoch}/${event.epochs}`, loss: event.loss.toFixed(4), vps: Math.round(event.voxelsPerSecond).toLocaleString('en-US') });
-      } else if (event.type === 'validate' && tty) {
-        bar?.stop();
-        bar = undefined;
-        process.stderr.write(`\rvalidating ${event.index}/${event.of} (${event.case}, whole volume)\x1b[K`);
+      } else if (event.type === 'validate' && tty && !interrupted) {
+        endBar();
+        stream.write(`\rvalidating ${event.index}/${event.of} (${event.case}, whole volume)\x1b[K`);
       } else if (event.type === 'epoch') {
-        bar?.stop();
-        bar = undefined;
-        if (tty) process.stderr.write('\r\x1b[K');
-        note(
+        endBar();
+        if (tty) stream.write('\r\x1b[K');
+        line(
           `epoch ${event.epoch}/${event.epochs}  lr ${event.lr.toExponential(2)}  train_loss ${format(event.trainLoss, 4)}  val_loss ${format(event.valLoss, 4)}  ` +
             `val_mae ${format(event.valMaeGy, 3)} Gy  ptv70 ${format(event.valMaePtv70Gy, 3)} Gy  ${format(event.epochSeconds, 1)} s${event.improved ? '  (best)' : ''}`,
         );
       }
     },
+    /** A message that must stay readable (a signal): on a line of its own, with no bar drawn after it. */
+    interrupt(message: string) {
+      interrupted = true;
+      endBar();
+      if (tty) stream.write('\r\x1b[K');
+      line(message);
+    },
     stop() {
-      bar?.stop();
+      endBar();
+    },
+  };
+}
+
+/** A second signal this soon after the first is the same one forwarded again (a wrapper, the process group). */
+export const REPEATED_SIGNAL_MS = 2000;
+
+export type StopSignal = 'SIGINT' | 'SIGTERM';
+export const SIGNAL_EXIT: Record<StopSignal, number> = { SIGINT: 130, SIGTERM: 143 };
+
+/**
+ * What `train` does on SIGINT and SIGTERM (Ctrl-C; what SLURM, Docker and Kubernetes send): the first one stops the
+ * run after its step (`stop`), which saves checkpoints/last; a repeat within REPEATED_SIGNAL_MS is the same signal
+ * delivered twice (`timeout --foreground` forwards Ctrl-C that the terminal also delivers) and is ignored; one
+ * later `exit`s at once with 128 + the signal's number.
+ */
+export function signalHandler(actions: { stop: (signal: StopSignal) => void; exit: (signal: StopSignal, code: number) => void; now?: () => number }) {
+  const now = actions.now ?? Date.now;
+  let first: { signal: StopSignal; at: number } | undefined;
+  return {
+    handle(signal: StopSignal) {
+      if (!first) {
+        first = { signal, at: now() };
+        actions.stop(signal);
+      } else if (now() - first.at >= REPEATED_SIGNAL_MS) {
+        actions.exit(signal, SIGNAL_EXIT[signal]);
+      }
+    },
+    /** the signal that stopped the run, if one did */
+    get stoppedBy(): StopSignal | undefined {
+      return first?.signal;
     },
   };
 }
@@ -112,47 +159,58 @@ export function register(program: Command): void {
     .command('train')
     .description('train the dose model on a folder of case files (spec/training.md); every setting is a flag')
     .option('--config <file>', 'JSON file of settings (the fields of fit()); flags override it')
-    .option('--resume', 'continue the run folder from checkpoints/last (same split, optimizer and RNG state)')
-    .option('--overwrite', 'replace an existing run folder')
+    .option('--resume', 'continue <log-dir>/<exp-name> from checkpoints/last with its settings, data folder and split (no --data-dir needed); only --epochs, --patience, --device, --threads, --num-workers and --sw-batch may change, and each change is recorded')
+    .option('--overwrite', 'replace an existing run folder: the files vmat-native wrote there, nothing else')
     .option('--json', 'print the result as one JSON document');
   addTrainFlags(command);
   command.action(async (flags: Record<string, unknown>) => {
     const config = (await trainConfigFromFlags(flags)) as Parameters<Trainer['fit']>[0];
 
     const controller = new AbortController();
-    let interrupts = 0;
-    const onSigint = () => {
-      interrupts += 1;
-      if (interrupts > 1) {
-        note('interrupted again: exiting now without saving');
-        process.exit(130);
-      }
-      note('\nstopping after this step and saving checkpoints/last (Ctrl-C again to exit now)');
-      controller.abort();
-    };
-    process.on('SIGINT', onSigint);
     const printer = progressPrinter(Boolean(process.stderr.isTTY) && !flags.json);
+    const signals = signalHandler({
+      stop: (signal) => {
+        printer.interrupt(`${signal}: stopping after this step and saving checkpoints/last (the same signal again, ${REPEATED_SIGNAL_MS / 1000} s or more from now, exits at once)`);
+        controller.abort();
+      },
+      exit: (signal, code) => {
+        printer.interrupt(`${signal} again: exiting now without saving this step (checkpoints/last keeps the last saved one)`);
+        process.exit(code);
+      },
+    });
+    const onSigint = () => signals.handle('SIGINT');
+    const onSigterm = () => signals.handle('SIGTERM');
+    process.on('SIGINT', onSigint);
+    process.on('SIGTERM', onSigterm);
     try {
       const result = await new Trainer().fit(config, {
         signal: controller.signal,
         resume: flags.resume === true,
         overwrite: flags.overwrite === true,
         onProgress: (event) => printer.onEvent(event),
+        onWarning: (message) => note(`warning: ${message}`),
       });
       printer.stop();
+      // Stopped by SIGTERM: 143, so that a scheduler does not count the run as complete; Ctrl-C: 0 (the user's stop).
+      const first = signals.stoppedBy;
+      if (first === 'SIGTERM') process.exitCode = SIGNAL_EXIT.SIGTERM;
       if (flags.json) {
         printJson(result);
         return;
       }
+      const written = existsSync(result.runDir);
+      const stopped = result.stopReason === 'aborted' ? `stopped (${first ?? 'aborted'})` : result.stopReason === 'early_stop' ? 'stopped early' : 'done';
       process.stdout.write(
-        `${result.stopReason === 'aborted' ? 'stopped (aborted)' : result.stopReason === 'early_stop' ? 'stopped early' : 'done'} after ${result.epochsRun} epoch${result.epochsRun === 1 ? '' : 's'} in ${result.seconds.toFixed(1)} s\n` +
+        `${stopped} after ${result.epochsRun} epoch${result.epochsRun === 1 ? '' : 's'} in ${result.seconds.toFixed(1)} s\n` +
           `best epoch   ${result.bestEpoch || '-'}  (val MAE ${format(result.bestValMaeGy, 3)} Gy)\n` +
           `checkpoint   ${result.bestCheckpoint ?? '-'}\n` +
-          `run folder   ${result.runDir}\n`,
+          `run folder   ${written ? result.runDir : '- (stopped before training began: nothing was written)'}\n` +
+          (result.stopReason === 'aborted' && written ? `continue     vmat-native train --resume --exp-name ${basename(result.runDir)} --log-dir ${dirname(result.runDir)}\n` : ''),
       );
     } finally {
       printer.stop();
       process.off('SIGINT', onSigint);
+      process.off('SIGTERM', onSigterm);
     }
   });
 }
