@@ -71,19 +71,38 @@ export function trainingCurvesSpec(run: RunFolder): TopLevelSpec {
 function lossFormula(run: RunFolder): string {
   const weight = (key: string) => (typeof run.config[key] === 'number' ? String(run.config[key]) : 'w');
   const gradient = run.config.useGradientLoss === false ? '' : ` + ${weight('gradientLossWeight')} · gradient`;
-  return `total = MSE${gradient} + ${weight('negativePenaltyWeight')} · negative-dose penalty (components unweighted)`;
+  const later = (
+    [
+      ['useVggLoss', 'vggLossWeight', 'VGG'],
+      ['useStructureWeighted', 'structureWeightedWeight', 'structure-weighted'],
+      ['useAsymmetricPtv', 'asymmetricPtvWeight', 'asymmetric PTV'],
+      ['useDvhLoss', 'dvhLossWeight', 'DVH'],
+    ] as const
+  )
+    .filter(([on]) => run.config[on] === true)
+    .map(([, w, name]) => ` + ${weight(w)} · ${name}`)
+    .join('');
+  return `total = MSE${gradient} + ${weight('negativePenaltyWeight')} · negative-dose penalty${later} (components unweighted)`;
 }
 
 /** (4) Loss components per epoch (total, MSE, gradient, negative-dose penalty). */
 export function lossComponentsSpec(run: RunFolder): TopLevelSpec {
+  const later: [keyof RunFolder['metrics'][number], string][] = [
+    ['train_vgg', 'VGG perceptual'],
+    ['train_structure_weighted', 'structure-weighted MSE'],
+    ['train_asymmetric_ptv', 'asymmetric PTV'],
+    ['train_dvh', 'DVH'],
+  ];
   const components: [keyof RunFolder['metrics'][number], string][] = [
     ['train_loss', 'total'],
     ['train_mse', 'MSE'],
     ['train_grad', 'gradient'],
     ['train_neg', 'negative-dose penalty'],
+    // the later terms where the run trained with them
+    ...later.filter(([key]) => run.metrics.some((row) => row[key] !== undefined)),
   ];
   const values = run.metrics.flatMap((row) =>
-    components.filter(([key]) => finite(row[key])).map(([key, label]) => ({ epoch: row.epoch, value: row[key], component: label })),
+    components.filter(([key]) => finite(row[key] ?? NaN)).map(([key, label]) => ({ epoch: row.epoch, value: row[key], component: label })),
   );
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
@@ -104,7 +123,7 @@ export function lossComponentsSpec(run: RunFolder): TopLevelSpec {
         field: 'component',
         type: 'nominal',
         title: 'component',
-        scale: { domain: components.map(([, label]) => label), range: ['#111111', '#1f77b4', '#ff7f0e', '#2ca02c'] },
+        scale: { domain: components.map(([, label]) => label), range: ['#111111', '#1f77b4', '#ff7f0e', '#2ca02c', '#9467bd', '#8c564b', '#e377c2', '#17becf'].slice(0, components.length) },
       },
     },
   } as TopLevelSpec;

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 
-import { parseTrainConfig, type TrainConfig, type TrainConfigInput } from '../config/schema.js';
+import { lossChannels, parseTrainConfig, type TrainConfig, type TrainConfigInput } from '../config/schema.js';
 import { loadCase, type CaseData } from '../data/case.js';
 import { buildModelInput } from '../data/inputs.js';
 import { splitDataset, type DatasetSplit } from '../data/split.js';
@@ -27,6 +27,7 @@ import {
   readTrainingConfig,
   RUN_FILES,
   runPaths,
+  metricsColumns,
   truncateMetrics,
   writeEnvironment,
   writeMetrics,
@@ -44,6 +45,7 @@ import { runtimeReport } from '../runtime.js';
 import { VERSION } from '../version.js';
 import type { EpochEvent, StopReason, TrainEvent } from './events.js';
 import { nativeTrainSettings } from './native-settings.js';
+import { checkVggWeights } from './vgg-weights.js';
 
 export type * from './events.js';
 
@@ -54,6 +56,8 @@ export interface FitOptions {
   resume?: boolean;
   /** Replace an existing run folder. */
   overwrite?: boolean;
+  /** The split to train with (a study's k-fold split, or its split kept across seeds) instead of the settings' own. */
+  split?: DatasetSplit;
 }
 
 /** What a run ended with (training_summary.json holds it, with the time it finished). */
@@ -68,6 +72,10 @@ function metricsRow(event: EpochEvent): MetricsRow {
     train_mse: event.trainMse,
     train_grad: event.trainGrad,
     train_neg: event.trainNeg,
+    ...(event.trainVgg !== undefined ? { train_vgg: event.trainVgg } : {}),
+    ...(event.trainStructureWeighted !== undefined ? { train_structure_weighted: event.trainStructureWeighted } : {}),
+    ...(event.trainAsymmetricPtv !== undefined ? { train_asymmetric_ptv: event.trainAsymmetricPtv } : {}),
+    ...(event.trainDvh !== undefined ? { train_dvh: event.trainDvh } : {}),
     val_loss: event.valLoss,
     val_mae_gy: event.valMaeGy,
     val_mae_ptv70_gy: event.valMaePtv70Gy ?? Number.NaN,
@@ -92,9 +100,11 @@ export class Trainer {
   async fit(config: TrainConfigInput, options: FitOptions = {}): Promise<FitResult> {
     const started = Date.now();
     const given = parseTrainConfig(config);
+    // Before the run folder is made: a weights file that is missing or not VGG16 is refused at once.
+    if (given.useVggLoss) checkVggWeights(given.vggWeights);
     const runDir = resolve(given.logDir, given.expName);
     const settings = await this.prepareRunFolder(runDir, given, config, options);
-    const split = await this.resolveSplit(runDir, settings, options.resume === true);
+    const split = await this.resolveSplit(runDir, settings, options.resume === true, options.split);
     const emit = this.eventSink(runDir, options.onProgress);
 
     const load = async (ids: string[], files: string[]) => {
@@ -127,7 +137,8 @@ export class Trainer {
             (native) =>
               loadNative().trainModel(
                 { train, val },
-                nativeTrainSettings(settings, {
+                nativeTrainSettings({ ...settings, vggWeights: settings.vggWeights && resolve(settings.vggWeights) }, {
+                  ...lossChannels(settings),
                   // data.md's constraint vector; a case whose vector has another length is refused, naming it.
                   condDim: CONSTRAINT_SLOTS.length,
                   leftRightPairs,
@@ -226,7 +237,7 @@ export class Trainer {
       await rm(runDir, { recursive: true, force: true });
     }
     await createRunFolder(runDir);
-    await writeMetrics(runDir, []);
+    await writeMetrics(runDir, [], metricsColumns(given));
     await this.writeConfig(runDir, given, {});
     await writeEnvironment(runDir, this.environment(given));
     return given;
@@ -264,10 +275,10 @@ export class Trainer {
   }
 
   /** The split: computed and written on a fresh run, read back on resume (so the test cases never change). */
-  private async resolveSplit(runDir: string, settings: TrainConfig, resume: boolean): Promise<DatasetSplit> {
+  private async resolveSplit(runDir: string, settings: TrainConfig, resume: boolean, given?: DatasetSplit): Promise<DatasetSplit> {
     const saved = resume ? readSplit(runDir) : null;
     if (saved) return saved;
-    const split = await splitDataset(settings.dataDir, { valSplit: settings.valSplit, testSplit: settings.testSplit, seed: settings.seed });
+    const split = given ?? (await splitDataset(settings.dataDir, { valSplit: settings.valSplit, testSplit: settings.testSplit, seed: settings.seed }));
     await writeSplit(runDir, split);
     await writeTestCases(runDir, { test_cases: split.test, test_files: split.files.test, seed: split.seed });
     await this.writeConfig(runDir, settings, {
