@@ -116,6 +116,21 @@ std::vector<std::array<int64_t, 2>> SettingsReader::integer_pairs(const char* ke
   return pairs;
 }
 
+std::vector<int64_t> SettingsReader::integers(const char* key) {
+  auto value = required(key);
+  const std::string expected = "the " + what_ + " '" + std::string(key) + "' must be an array of whole numbers";
+  if (!value.IsArray()) fail(expected + ", got " + type_of(value));
+  std::vector<int64_t> out;
+  auto array = value.As<Napi::Array>();
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    Napi::Value item = array[i];
+    const double number = item.IsNumber() ? item.As<Napi::Number>().DoubleValue() : NAN;
+    if (!std::isfinite(number) || std::floor(number) != number || std::fabs(number) > 9007199254740991.0) fail(expected);
+    out.push_back(static_cast<int64_t>(number));
+  }
+  return out;
+}
+
 std::map<std::string, std::string> SettingsReader::string_map(const char* key) {
   auto value = required(key);
   const std::string expected = "the " + what_ + " '" + std::string(key) + "' must be an object of strings";

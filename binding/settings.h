@@ -30,6 +30,7 @@ class SettingsReader {
   std::string string(const char* key);
   std::vector<double> numbers(const char* key, size_t count);               // exactly `count` finite numbers
   std::vector<std::array<int64_t, 2>> integer_pairs(const char* key);       // [[a, b], ...] of whole numbers
+  std::vector<int64_t> integers(const char* key);                          // [a, b, ...] of whole numbers
   std::map<std::string, std::string> string_map(const char* key);           // { [key]: string }
   // Optional entries (a case's masks): whether the key is present and neither undefined nor null; marks it read.
   bool has(const char* key);

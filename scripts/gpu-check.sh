@@ -7,7 +7,8 @@
 # Prepare here first: `bash scripts/gpu-prepare.sh` (Node binary, production node_modules, GoogleTest, the peer
 # scripts into .gpu/) and `npm run build:ts`. Then, with the device tool: carry [".gpu", "dist"], command
 # `bash scripts/gpu-check.sh` (~275 s on an H200; `VMAT_GPU_CHECK_COMPILE=1 bash scripts/gpu-check.sh` also times
-# the peer under torch.compile, about 80 s more). VMAT_BUILD_DIR and VMAT_SKIP_BUILD allow a dry run elsewhere.
+# the peer under torch.compile, about 80 s more; VMAT_GPU_CHECK_STUDY=1 adds the full-size study, see that step).
+# VMAT_BUILD_DIR and VMAT_SKIP_BUILD allow a dry run elsewhere.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # The device tool brings back at most 8 files from $OUT: logs are written to a work folder and packed into
@@ -80,6 +81,18 @@ if [[ -n "${OPENKBP_DIR:-}" && -d "${OPENKBP_DIR}/provided-data" ]]; then
   OPENKBP_FACTOR=1 OPENKBP_WIDTH=48 OPENKBP_PATCH=128 OPENKBP_TRAIN=0 OPENKBP_VAL=0 OPENKBP_TEST=0 OPENKBP_LR=1e-4 \
     OPENKBP_EPOCHS="${OPENKBP_EPOCHS:-200}" OPENKBP_DEVICE=cuda timeout "${OPENKBP_TIMEOUT:-540}" \
     node bench/openkbp.bench.mjs 2>&1 | tee "$OUT/openkbp.log" | tail -20
+# VMAT_GPU_CHECK_STUDY=1: the seed's question at full size (README "Is the gradient loss real?"): the 23-case cohort
+# at 96x128x128, base 48, patch 128, baseline vs gradient loss 0.1, 3 seeds, 5 folds (30 runs), full 3D gamma on
+# every test case. VMAT_GPU_STUDY_EPOCHS (default 30) sets the epochs of each run; the seed trained 200 epochs, which
+# takes hours, more than one device session. Resumable: the same command continues a study cut short.
+if [[ "${VMAT_GPU_CHECK_STUDY:-0}" == 1 ]]; then
+  log "study: baseline vs grad_loss_0.1, 3 seeds x 5 folds, full size"
+  [[ -d /tmp/study/data ]] || node dist/cli/main.js synth --out /tmp/study/data --cases 23 --shape 96,128,128 2>&1 | tail -1
+  timeout "${VMAT_GPU_STUDY_LIMIT_S:-3000}" node dist/cli/main.js study --arms baseline,grad_loss_0.1 --seeds 3 --folds 5 \
+    --data-dir /tmp/study/data --exp-name gpu_study --log-dir /tmp/study/runs --device cuda \
+    --epochs "${VMAT_GPU_STUDY_EPOCHS:-30}" --patch-size 128 --base-channels 48 > "$OUT/study.txt" 2> "$OUT/study.err"
+  cp /tmp/study/runs/gpu_study/summary.json /tmp/study/runs/gpu_study/summary.md /tmp/study/runs/gpu_study/records.csv "$OUT/" 2>/dev/null
+  cat "$OUT/study.txt"; tail -3 "$OUT/study.err"
 fi
 
 log "table"

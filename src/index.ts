@@ -95,3 +95,7 @@ export {
   type SynthProgress,
 } from './data/synth.js';
 export { renderCaseSlicePng, doseColour, type CasePlane, type CaseSliceOptions } from './figures/case-slice.js';
+export { runStudy, STUDY_FILES, type StudyOptions, type StudyProgress, type StudyResult, type StudySummary, type StudyRunSummary } from './study/run.js';
+export { parseStudyConfig, parseArm, splitArms, DEFAULT_STUDY_METRICS, type StudyConfig, type StudyConfigInput, type StudyArm, type StudyFile } from './study/config.js';
+export { seedSpread, pairedDifference, differenceSentence, studyStatistics, type StudyRecord, type StudyStatistics, type PairedDifference, type SeedSpread, type StudyMetric } from './study/stats.js';
+export { kFoldIndices, kFoldDataset, type FoldSplit } from './study/folds.js';

@@ -67,7 +67,21 @@ class JsonEvent {
   std::string text_;
 };
 
-Metadata state_metadata(const TrainingLoopState& state) {
+// The loss terms after the first three: each one's switch, its value, the epoch event's key and the training state's.
+struct ExtraTerm {
+  bool LossConfig::*on;
+  at::Tensor LossTerms::*value;
+  const char* event;
+  const char* state;
+};
+const ExtraTerm kExtraTerms[4] = {
+    {&LossConfig::use_vgg_loss, &LossTerms::vgg, "trainVgg", "sum_vgg"},
+    {&LossConfig::use_structure_weighted, &LossTerms::structure_weighted, "trainStructureWeighted", "sum_structure_weighted"},
+    {&LossConfig::use_asymmetric_ptv, &LossTerms::asymmetric_ptv, "trainAsymmetricPtv", "sum_asymmetric_ptv"},
+    {&LossConfig::use_dvh_loss, &LossTerms::dvh, "trainDvh", "sum_dvh"},
+};
+
+Metadata state_metadata(const TrainingLoopState& state, const LossConfig& loss) {
   Metadata metadata;
   metadata["format"] = "vmat-native-training-state-1";
   metadata["epoch"] = std::to_string(state.epoch);
@@ -76,6 +90,10 @@ Metadata state_metadata(const TrainingLoopState& state) {
   metadata["sum_mse"] = format_double(state.sum_mse);
   metadata["sum_grad"] = format_double(state.sum_grad);
   metadata["sum_neg"] = format_double(state.sum_neg);
+  // Only the terms that are on, so that a run without them writes the state files it wrote before they existed.
+  for (size_t i = 0; i < 4; ++i) {
+    if (loss.*kExtraTerms[i].on) metadata[kExtraTerms[i].state] = format_double(state.sum_extra[i]);
+  }
   metadata["steps_done"] = std::to_string(state.steps_done);
   metadata["best_val_mae_gy"] = format_double(state.best_val_mae);
   metadata["best_epoch"] = std::to_string(state.best_epoch);
@@ -108,6 +126,10 @@ TrainingLoopState parse_state(const Metadata& metadata, const std::string& path,
     state.sum_mse = std::stod(need(metadata, "sum_mse", path));
     state.sum_grad = std::stod(need(metadata, "sum_grad", path));
     state.sum_neg = std::stod(need(metadata, "sum_neg", path));
+    for (size_t i = 0; i < 4; ++i) {
+      const auto found = metadata.find(kExtraTerms[i].state);
+      if (found != metadata.end()) state.sum_extra[i] = std::stod(found->second);
+    }
     state.steps_done = std::stoll(need(metadata, "steps_done", path));
     state.best_val_mae = std::stod(need(metadata, "best_val_mae_gy", path));
     state.best_epoch = std::stoll(need(metadata, "best_epoch", path));
@@ -260,6 +282,8 @@ void Trainer::prepare() {
   mixed_ = precision_ != "fp32";
   autocast_dtype_ = precision_ == "fp16" ? at::kHalf : at::kBFloat16;
 
+  // Checks the loss settings and loads the VGG16 weights before anything is written.
+  loss_ = std::make_unique<TrainingLoss>(options_.loss, device_);
   if (writes_files()) fs::create_directories(options_.checkpoint_dir);
   last_path_ = (fs::path(options_.checkpoint_dir) / "last.safetensors").string();
   prepare_model();
@@ -350,7 +374,7 @@ void Trainer::prepare_optimizer(TensorMap saved) {
 
 // ---------------------------------------------------------------- the loss
 
-LossTerms Trainer::compute_loss(const LossInputs& inputs) const { return dose_loss(inputs.prediction, inputs.target, options_.loss); }
+LossTerms Trainer::compute_loss(const LossInputs& inputs) const { return (*loss_)(inputs.prediction, inputs.target, inputs.input, inputs.step); }
 
 // ---------------------------------------------------------------- train step, after backward, optimizer step
 
@@ -361,7 +385,7 @@ Trainer::StepValues Trainer::train_step(const PatchBatch& batch, int64_t epoch, 
   optimizer_->zero_grad();
   at::Tensor prediction;
   with_autocast(mixed_, device_, autocast_dtype_, [&] { prediction = model_->forward(input, constraints); });
-  const auto terms = compute_loss({prediction.to(torch::kFloat), target, input, constraints});
+  const auto terms = compute_loss({prediction.to(torch::kFloat), target, input, constraints, epoch * steps_ + state_.step});
   if (precision_ == "fp16") {
     (terms.total * state_.loss_scale).backward();
     torch::NoGradGuard no_grad;
@@ -388,9 +412,12 @@ Trainer::StepValues Trainer::optimizer_step(const LossTerms& terms, int64_t epoc
   const auto gradient_norm = clip_grad_norm(parameters_, max_norm);
   // One read back to the host per step (each one stalls the device until all queued work is done): the loss terms
   // and the gradient norm together, after backward.
-  const auto scalars = torch::stack({terms.total.detach(), terms.mse.detach(), terms.grad.detach(), terms.neg.detach(),
-                                     gradient_norm.to(terms.total.device(), torch::kFloat)})
-                           .to(torch::kCPU, torch::kDouble);
+  std::vector<at::Tensor> read_back{terms.total.detach(), terms.mse.detach(), terms.grad.detach(), terms.neg.detach(),
+                                    gradient_norm.to(terms.total.device(), torch::kFloat)};
+  for (const auto& term : kExtraTerms) {
+    if (options_.loss.*term.on) read_back.push_back((terms.*term.value).detach());
+  }
+  const auto scalars = torch::stack(read_back).to(torch::kCPU, torch::kDouble);
   const double* values = scalars.data_ptr<double>();
   const double total = values[0], norm = values[4];
   if (!finite(total)) {
@@ -411,7 +438,11 @@ Trainer::StepValues Trainer::optimizer_step(const LossTerms& terms, int64_t epoc
     not_finite("gradient became NaN or infinite", epoch, lr, "Try a lower lr");
   }
   if (stepped) optimizer_->step();
-  return {total, values[1], values[2], values[3]};
+  StepValues result{total, values[1], values[2], values[3]};
+  for (size_t i = 0, next = 5; i < 4; ++i) {
+    if (options_.loss.*kExtraTerms[i].on) result.extra[i] = values[next++];
+  }
+  return result;
 }
 
 bool Trainer::train_epoch(int64_t epoch, double lr, double& voxels, double& step_seconds, double& data_wait_seconds) {
@@ -426,6 +457,7 @@ bool Trainer::train_epoch(int64_t epoch, double lr, double& voxels, double& step
     state_.sum_mse += values.mse;
     state_.sum_grad += values.grad;
     state_.sum_neg += values.neg;
+    for (size_t i = 0; i < 4; ++i) state_.sum_extra[i] += values.extra[i];
     state_.steps_done += 1;
     const double seconds = seconds_since(step_start);
     voxels += static_cast<double>(batch.input.size(0)) * patch_voxels;
@@ -481,8 +513,10 @@ std::optional<ValidationSums> Trainer::validate(int64_t epoch) {
     const auto target = item.dose.to(torch::kFloat) / options_.normalisation_dose_gy;
     {
       torch::NoGradGuard no_grad;
-      sums.loss += compute_loss({normalised.unsqueeze(0).unsqueeze(0), target.unsqueeze(0).unsqueeze(0), item.input.unsqueeze(0),
-                                 item.constraints.to(torch::kFloat).view({1, -1})})
+      // The volume is on the CPU; the VGG weights are on the device, so with them the loss is computed there.
+      const auto at = options_.loss.use_vgg_loss ? device_ : torch::Device(torch::kCPU);
+      sums.loss += compute_loss({normalised.unsqueeze(0).unsqueeze(0).to(at), target.unsqueeze(0).unsqueeze(0).to(at), item.input.unsqueeze(0).to(at),
+                                 item.constraints.to(torch::kFloat).view({1, -1}).to(at)})
                        .total.item<double>();
     }
     const auto error = ((normalised * options_.normalisation_dose_gy).clamp_min(0.0) - item.dose.to(torch::kFloat)).abs();
@@ -530,7 +564,7 @@ void Trainer::save_checkpoint(const std::string& path, int64_t epoch, double val
     tensors["step." + parameter_names_[i]] = torch::tensor({adam.step()}, torch::kLong);
   }
   tensors["rng.torch_cpu"] = at::detail::getDefaultCPUGenerator().get_state();
-  auto state_entries = state_metadata(state_);
+  auto state_entries = state_metadata(state_, options_.loss);
   state_entries[kPairKey] = token;
   save_tensors(state_path_of(path), tensors, state_entries);
   save_model(path, model_, metadata);
@@ -628,15 +662,18 @@ TrainResult Trainer::run() {
       } else {
         state_.epochs_without_improvement += 1;
       }
-      emit(JsonEvent("epoch")
-               .integer("epoch", epoch_number)
-               .integer("epochs", options_.epochs)
-               .number("lr", lr)
-               .number("trainLoss", state_.sum_total / steps_done)
-               .number("trainMse", state_.sum_mse / steps_done)
-               .number("trainGrad", state_.sum_grad / steps_done)
-               .number("trainNeg", state_.sum_neg / steps_done)
-               .number("valLoss", val_loss)
+      JsonEvent event("epoch");
+      event.integer("epoch", epoch_number)
+          .integer("epochs", options_.epochs)
+          .number("lr", lr)
+          .number("trainLoss", state_.sum_total / steps_done)
+          .number("trainMse", state_.sum_mse / steps_done)
+          .number("trainGrad", state_.sum_grad / steps_done)
+          .number("trainNeg", state_.sum_neg / steps_done);
+      for (size_t i = 0; i < 4; ++i) {
+        if (options_.loss.*kExtraTerms[i].on) event.number(kExtraTerms[i].event, state_.sum_extra[i] / steps_done);
+      }
+      emit(event.number("valLoss", val_loss)
                .number("valMaeGy", val_mae)
                .number("valMaePtv70Gy", val_ptv)
                .number("epochSeconds", epoch_seconds)
@@ -650,6 +687,7 @@ TrainResult Trainer::run() {
       // The epoch is complete: the state of the next one starts here (and is what the checkpoints carry).
       state_.step = 0;
       state_.sum_total = state_.sum_mse = state_.sum_grad = state_.sum_neg = 0;
+      state_.sum_extra = {};
       state_.steps_done = 0;
       state_.epoch = epoch_number;
       save_checkpoints(epoch_number, val_mae);

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 
-import { sameStructurePair, structureNameProblem } from '../data/structures.js';
+import { sameStructurePair, structureKey, structureNameProblem } from '../data/structures.js';
 import { invalidInput } from '../errors.js';
 import { channelNames, DEFAULT_SITE, resolveSiteProfile } from '../sites/profile.js';
 
@@ -100,6 +100,58 @@ export const TRAIN_FIELDS = {
   useGradientLoss: { schema: z.boolean().default(false), kind: 'boolean', allowed: 'true or false', help: 'add the Sobel gradient loss' },
   gradientLossWeight: { schema: nonNegative.default(0.1), kind: 'number', allowed: 'a number >= 0', help: 'weight of the gradient loss' },
   negativePenaltyWeight: { schema: nonNegative.default(0.1), kind: 'number', allowed: 'a number >= 0', help: 'weight of the negative-dose penalty' },
+  // The later loss terms (README "Losses"); each is off unless its use* setting is on.
+  useVggLoss: { schema: z.boolean().default(false), kind: 'boolean', allowed: 'true or false', help: 'add the 2.5D VGG16 perceptual loss (needs --vgg-weights)' },
+  vggLossWeight: { schema: nonNegative.default(0.001), kind: 'number', allowed: 'a number >= 0', help: 'weight of the VGG perceptual loss' },
+  vggSliceStride: { schema: int(1, 1024).default(8), kind: 'integer', allowed: 'an integer from 1 to 1024', help: 'the VGG loss uses every n-th slice of each orientation' },
+  vggWeights: {
+    schema: z.string().default(''),
+    kind: 'string',
+    allowed: 'a VGG16 safetensors file (scripts/convert-vgg16.py writes it from torchvision\'s weights)',
+    help: 'VGG16 weights for the VGG loss, a safetensors file from scripts/convert-vgg16.py',
+  },
+  useStructureWeighted: { schema: z.boolean().default(false), kind: 'boolean', allowed: 'true or false', help: 'add the structure-weighted MSE' },
+  structureWeightedWeight: { schema: nonNegative.default(1.0), kind: 'number', allowed: 'a number >= 0', help: 'weight of the structure-weighted MSE' },
+  structureTargetWeight: { schema: nonNegative.default(2.0), kind: 'number', allowed: 'a number >= 0', help: 'structure-weighted MSE: voxel weight inside a target' },
+  structureBoundaryWeight: { schema: nonNegative.default(1.5), kind: 'number', allowed: 'a number >= 0', help: 'structure-weighted MSE: voxel weight near the surface of a boundary structure' },
+  structureBackgroundWeight: { schema: nonNegative.default(0.5), kind: 'number', allowed: 'a number >= 0', help: 'structure-weighted MSE: voxel weight elsewhere' },
+  structureBoundaryWidthMm: {
+    schema: z.number().gt(0).lt(50).default(5),
+    kind: 'number',
+    allowed: 'a number of mm above 0 and below 50 (the distance maps are clipped at 50 mm)',
+    help: 'structure-weighted MSE: width of the boundary band, mm',
+  },
+  useAsymmetricPtv: { schema: z.boolean().default(false), kind: 'boolean', allowed: 'true or false', help: 'add the asymmetric PTV under-dose penalty' },
+  asymmetricPtvWeight: { schema: nonNegative.default(1.0), kind: 'number', allowed: 'a number >= 0', help: 'weight of the asymmetric PTV penalty' },
+  asymmetricUnderdoseWeight: { schema: nonNegative.default(3.0), kind: 'number', allowed: 'a number >= 0', help: 'asymmetric PTV penalty: weight of under-dose (prediction below the plan)' },
+  asymmetricOverdoseWeight: { schema: nonNegative.default(1.0), kind: 'number', allowed: 'a number >= 0', help: 'asymmetric PTV penalty: weight of over-dose' },
+  useDvhLoss: { schema: z.boolean().default(false), kind: 'boolean', allowed: 'true or false', help: 'add the differentiable DVH loss' },
+  dvhLossWeight: { schema: nonNegative.default(0.1), kind: 'number', allowed: 'a number >= 0', help: 'weight of the DVH loss' },
+  dvhBins: { schema: int(1, 1000).default(60), kind: 'integer', allowed: 'an integer from 1 to 1000', help: 'DVH loss: number of dose thresholds' },
+  dvhMaxDose: {
+    schema: positive.max(100).default(1.2),
+    kind: 'number',
+    allowed: 'a number above 0, at most 100 (in units of the normalisation dose)',
+    help: 'DVH loss: highest threshold, in units of the normalisation dose',
+  },
+  targetStructures: {
+    schema: z.array(z.string().min(1)).max(MAX_STRUCTURES).default([]),
+    kind: 'list',
+    allowed: 'a comma-separated list of names among the structures (empty: those named PTV…)',
+    help: 'targets of the structure-weighted MSE and the asymmetric PTV penalty (empty: the structures named PTV…)',
+  },
+  boundaryStructures: {
+    schema: z.array(z.string().min(1)).max(MAX_STRUCTURES).default([]),
+    kind: 'list',
+    allowed: 'a comma-separated list of names among the structures (empty: every structure that is not a target)',
+    help: 'organs at risk whose surface band the structure-weighted MSE weights (empty: every structure that is not a target)',
+  },
+  dvhStructures: {
+    schema: z.array(z.string().min(1)).max(MAX_STRUCTURES).default([]),
+    kind: 'list',
+    allowed: 'a comma-separated list of names among the structures (empty: all of them)',
+    help: 'structures whose DVHs the DVH loss compares (empty: all of them)',
+  },
   valSplit: { schema: fraction.default(0.1), kind: 'number', allowed: 'a fraction in [0, 1)', help: 'fraction of cases for validation (at least 1)' },
   testSplit: { schema: fraction.default(0.1), kind: 'number', allowed: 'a fraction in [0, 1)', help: 'fraction of cases held out for testing' },
   normalisationDoseGy: {
@@ -200,7 +252,35 @@ export function parseTrainConfig(input: unknown): TrainConfig {
   if (parsed.minLr > parsed.lr) {
     throw invalidInput(`invalid training setting minLr: got ${parsed.minLr}, expected a number <= lr (${parsed.lr})`, { settings: ['minLr', 'lr'] });
   }
+  if (parsed.useVggLoss && parsed.vggWeights === '') {
+    throw invalidInput(
+      "useVggLoss needs vggWeights: a VGG16 safetensors file, which scripts/convert-vgg16.py writes from torchvision's vgg16 weights",
+      { settings: ['useVggLoss', 'vggWeights'] },
+    );
+  }
+  for (const key of ['targetStructures', 'boundaryStructures', 'dvhStructures'] as const) {
+    const unknown = parsed[key].find((name) => !parsed.structures.some((s) => structureKey(s) === structureKey(name)));
+    if (unknown !== undefined) {
+      throw invalidInput(`invalid training setting ${key}: '${unknown}' is not one of the structures (${parsed.structures.join(', ')})`, { settings: [key, 'structures'] });
+    }
+  }
   return { ...parsed, inChannels: 1 + parsed.structures.length };
+}
+
+/**
+ * The model-input channels (0 is the CT, structure i is channel 1 + i) of the structure loss terms: the targets (the
+ * structures named PTV… unless targetStructures names them), the boundary structures (the others, unless named) and
+ * the DVH structures (all, unless named).
+ */
+export function lossChannels(config: TrainConfig): { targetChannels: number[]; boundaryChannels: number[]; dvhChannels: number[] } {
+  const channelsOf = (names: string[]) => names.map((name) => 1 + config.structures.findIndex((s) => structureKey(s) === structureKey(name)));
+  const all = config.structures.map((_, i) => 1 + i);
+  const targets = config.targetStructures.length > 0 ? channelsOf(config.targetStructures) : all.filter((c) => structureKey(config.structures[c - 1]!).startsWith('ptv'));
+  return {
+    targetChannels: targets,
+    boundaryChannels: config.boundaryStructures.length > 0 ? channelsOf(config.boundaryStructures) : all.filter((c) => !targets.includes(c)),
+    dvhChannels: config.dvhStructures.length > 0 ? channelsOf(config.dvhStructures) : all,
+  };
 }
 
 /** Parses a flag's text into a field's value (numbers, booleans, lists); the schema then checks the range. */

@@ -77,22 +77,43 @@ export function gradientLossOn(run: RunFolder): boolean {
 function lossFormula(run: RunFolder): string {
   const weight = (key: string) => (typeof run.config[key] === 'number' ? String(run.config[key]) : 'w');
   const gradient = gradientLossOn(run) ? ` + ${weight('gradientLossWeight')} · gradient` : '';
-  return `total = MSE${gradient} + ${weight('negativePenaltyWeight')} · negative-dose penalty (components unweighted)`;
+  const later = (
+    [
+      ['useVggLoss', 'vggLossWeight', 'VGG'],
+      ['useStructureWeighted', 'structureWeightedWeight', 'structure-weighted'],
+      ['useAsymmetricPtv', 'asymmetricPtvWeight', 'asymmetric PTV'],
+      ['useDvhLoss', 'dvhLossWeight', 'DVH'],
+    ] as const
+  )
+    .filter(([on]) => run.config[on] === true)
+    .map(([, w, name]) => ` + ${weight(w)} · ${name}`)
+    .join('');
+  return `total = MSE${gradient} + ${weight('negativePenaltyWeight')} · negative-dose penalty${later} (components unweighted)`;
 }
 
 /** (4) Loss components per epoch (total, MSE, gradient, negative-dose penalty). */
 export function lossComponentsSpec(run: RunFolder): TopLevelSpec {
-  // Without the gradient loss its term is not trained on: it gets no (flat) curve.
-  const components: [keyof RunFolder['metrics'][number], string, string][] = (
-    [
-      ['train_loss', 'total', '#111111'],
-      ['train_mse', 'MSE', '#1f77b4'],
-      ['train_grad', 'gradient', '#ff7f0e'],
-      ['train_neg', 'negative-dose penalty', '#2ca02c'],
-    ] as [keyof RunFolder['metrics'][number], string, string][]
-  ).filter(([key]) => key !== 'train_grad' || gradientLossOn(run));
+  // Without the gradient loss its term is not trained on: it gets no (flat) curve; the later terms appear where the
+  // run trained with them.
+  const later: [keyof RunFolder['metrics'][number], string, string][] = [
+    ['train_vgg', 'VGG perceptual', '#9467bd'],
+    ['train_structure_weighted', 'structure-weighted MSE', '#8c564b'],
+    ['train_asymmetric_ptv', 'asymmetric PTV', '#e377c2'],
+    ['train_dvh', 'DVH', '#17becf'],
+  ];
+  const components: [keyof RunFolder['metrics'][number], string, string][] = [
+    ...(
+      [
+        ['train_loss', 'total', '#111111'],
+        ['train_mse', 'MSE', '#1f77b4'],
+        ['train_grad', 'gradient', '#ff7f0e'],
+        ['train_neg', 'negative-dose penalty', '#2ca02c'],
+      ] as [keyof RunFolder['metrics'][number], string, string][]
+    ).filter(([key]) => key !== 'train_grad' || gradientLossOn(run)),
+    ...later.filter(([key]) => run.metrics.some((row) => row[key] !== undefined)),
+  ];
   const values = run.metrics.flatMap((row) =>
-    components.filter(([key]) => finite(row[key])).map(([key, label]) => ({ epoch: row.epoch, value: row[key], component: label })),
+    components.filter(([key]) => finite(row[key] ?? NaN)).map(([key, label]) => ({ epoch: row.epoch, value: row[key], component: label })),
   );
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',

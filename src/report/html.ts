@@ -9,7 +9,7 @@ import { comparisonCells, COMPARISON_HEADER, formatDuration, type Comparison } f
 import { constraintCriterion, dvhMetricInfo, formatMeanSd, metricInfo } from './format.js';
 import { headlineTestMetrics, METRIC_COLUMNS, type CaseEvaluation, type RunFolder } from './run-folder.js';
 
-function escapeHtml(text: string): string {
+export function escapeHtml(text: string): string {
   return text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('"', '&quot;');
 }
 
@@ -20,7 +20,7 @@ function formatValue(value: unknown): string {
   return JSON.stringify(value);
 }
 
-function table(header: string[], rows: unknown[][], options: { numericFrom?: number; className?: string } = {}): string {
+export function table(header: string[], rows: unknown[][], options: { numericFrom?: number; className?: string } = {}): string {
   const numericFrom = options.numericFrom ?? 1;
   const th = header.map((h, c) => `<th${c >= numericFrom ? ' class="num"' : ''}>${escapeHtml(h)}</th>`).join('');
   const body = rows
@@ -41,7 +41,7 @@ function keyValueTable(object: Record<string, unknown>): string {
   return table(['setting', 'value'], flatEntries(object), { numericFrom: 2, className: 'kv' });
 }
 
-function figureHtml(figure: NamedFigure): string {
+export function figureHtml(figure: NamedFigure): string {
   const { png, width, height } = figure.figure;
   // The PNG is drawn at 2×; show it at its CSS size so text matches the page.
   return `<figure id="fig-${escapeHtml(figure.name)}"><img alt="${escapeHtml(figure.caption)}" src="data:image/png;base64,${png.toString('base64')}" width="${Math.round(width / 2)}" height="${Math.round(height / 2)}"><figcaption>${escapeHtml(figure.caption)}</figcaption></figure>`;
@@ -192,7 +192,7 @@ ${constraintRows.length ? `<h4>Clinical constraints</h4>${table(['structure', 'l
 </details>`;
 }
 
-const STYLE = `
+export const STYLE = `
 body { font-family: "DejaVu Sans", "Helvetica Neue", Arial, sans-serif; color: #1a1a1a; max-width: 1180px; margin: 2rem auto; padding: 0 1.5rem; line-height: 1.45; }
 h1 { font-size: 1.6rem; margin-bottom: 0.2rem; } h2 { font-size: 1.25rem; border-bottom: 1px solid #ccc; padding-bottom: 0.2rem; margin-top: 2.2rem; }
 h3 { font-size: 1.05rem; } h4 { font-size: 0.95rem; margin: 0.8rem 0 0.3rem; }

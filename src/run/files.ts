@@ -11,7 +11,7 @@ import { V_LEVELS_GY, type DoseMetrics } from '../metrics/dvh.js';
 import type { OpenKbpSummary } from '../openkbp/scores.js';
 import type { SiteProfile } from '../sites/profile.js';
 import type { StopReason, TrainEvent } from '../train/events.js';
-import type { MetricColumn } from './layout.js';
+import type { LossTermColumn, MetricColumn } from './layout.js';
 
 /** training_config.json: the settings used, beside what the run derived from them. */
 export interface TrainingConfigFile {
@@ -92,7 +92,7 @@ export type EnvironmentFile = {
 export type LoggedTrainEvent = TrainEvent & { time?: string };
 
 /** One row of metrics.csv; NaN where a cell is empty (no PTV70 in the validation cases). */
-export type MetricsRow = Record<MetricColumn, number>;
+export type MetricsRow = Record<MetricColumn, number> & Partial<Record<LossTermColumn, number>>;
 
 /** training_summary.json of a run that stopped by itself or was aborted. */
 export interface FinishedSummary {

@@ -57,6 +57,25 @@ export const METRICS_COLUMNS = [
 export type MetricColumn = (typeof METRICS_COLUMNS)[number];
 
 /**
+ * The columns of the later loss terms (README "Losses"), each only in the runs that train with the term: a run
+ * without them writes the metrics.csv it wrote before they existed. They follow train_neg.
+ */
+export const LOSS_TERM_COLUMNS = {
+  train_vgg: 'useVggLoss',
+  train_structure_weighted: 'useStructureWeighted',
+  train_asymmetric_ptv: 'useAsymmetricPtv',
+  train_dvh: 'useDvhLoss',
+} as const;
+export type LossTermColumn = keyof typeof LOSS_TERM_COLUMNS;
+
+/** The columns of a run's metrics.csv: METRICS_COLUMNS with the loss-term columns of the terms that are on. */
+export function metricsColumns(settings: Partial<Record<(typeof LOSS_TERM_COLUMNS)[LossTermColumn], unknown>>): string[] {
+  const extra = (Object.keys(LOSS_TERM_COLUMNS) as LossTermColumn[]).filter((column) => settings[LOSS_TERM_COLUMNS[column]] === true);
+  const at = METRICS_COLUMNS.indexOf('train_neg') + 1;
+  return [...METRICS_COLUMNS.slice(0, at), ...extra, ...METRICS_COLUMNS.slice(at)];
+}
+
+/**
  * checkpoints/: the native engine writes them (native/src/trainer.cpp, best_checkpoint_name), with these names.
  * Each checkpoint has its training state beside it (`<name>.state.safetensors`) for an exact resume.
  */

@@ -30,7 +30,7 @@ import {
   type TrainingConfigFile,
   type TrainingSummaryFile,
 } from './files.js';
-import { CHECKPOINT_FILES, EVALUATION_FILES, evaluationPaths, METRICS_COLUMNS, runPaths } from './layout.js';
+import { CHECKPOINT_FILES, EVALUATION_FILES, evaluationPaths, LOSS_TERM_COLUMNS, METRICS_COLUMNS, runPaths } from './layout.js';
 
 function readText(path: string, what: string): string {
   try {
@@ -148,7 +148,9 @@ export function readMetrics(runDir: string): MetricsRow[] {
   }
   return rows.map((cells, rowIndex) => {
     const row = {} as MetricsRow;
-    for (const column of METRICS_COLUMNS) {
+    // The loss-term columns are read where the run has them.
+    const present = (Object.keys(LOSS_TERM_COLUMNS) as (keyof typeof LOSS_TERM_COLUMNS)[]).filter((column) => header.includes(column));
+    for (const column of [...METRICS_COLUMNS, ...present]) {
       const text = cells[header.indexOf(column)];
       const value = text === undefined || text.trim() === '' ? Number.NaN : Number(text);
       if (Number.isNaN(value) && text !== undefined && text.trim().toLowerCase() !== 'nan' && text.trim() !== '') {

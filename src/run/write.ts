@@ -27,7 +27,7 @@ import type {
   TrainingConfigFile,
   TrainingSummaryFile,
 } from './files.js';
-import { evaluationPaths, METRICS_COLUMNS, RUN_FILES, runPaths, TENSORBOARD_FILE_PREFIX } from './layout.js';
+import { evaluationPaths, LOSS_TERM_COLUMNS, METRICS_COLUMNS, RUN_FILES, runPaths, TENSORBOARD_FILE_PREFIX } from './layout.js';
 
 /** JSON as the run files hold it (NaN and ±Infinity have no JSON spelling: JSON.stringify writes them as null). */
 export const runJson = (value: unknown): string => `${JSON.stringify(value, null, 2)}\n`;
@@ -76,20 +76,38 @@ export const writeEnvironment = (runDir: string, file: EnvironmentFile) => repla
 export const writeInputs = (runDir: string, file: InputsFile) => replace(runPaths(runDir).inputs, runJson(file));
 export const writeTrainingSummary = (runDir: string, file: TrainingSummaryFile) => replace(runPaths(runDir).summary, runJson(file));
 
-/** One metrics.csv line: numbers as JavaScript prints them, NaN as an empty cell. */
-function metricsLine(row: MetricsRow): string {
-  return METRICS_COLUMNS.map((column) => (Number.isNaN(row[column]) ? '' : String(row[column]))).join(',');
+/** One metrics.csv line of these columns: numbers as JavaScript prints them, NaN (or a column the row lacks) as an empty cell. */
+function metricsLine(row: MetricsRow, columns: readonly string[]): string {
+  const values = row as Record<string, number | undefined>;
+  return columns.map((column) => (values[column] === undefined || Number.isNaN(values[column]) ? '' : String(values[column]))).join(',');
 }
 
-/** metrics.csv with these rows (none: the header only). */
-export async function writeMetrics(runDir: string, rows: MetricsRow[]): Promise<void> {
-  await replace(runPaths(runDir).metrics, [METRICS_COLUMNS.join(','), ...rows.map(metricsLine)].map((line) => `${line}\n`).join(''));
+/** metrics.csv with these rows (none: the header only), of METRICS_COLUMNS or the given columns (metricsColumns). */
+export async function writeMetrics(runDir: string, rows: MetricsRow[], columns: readonly string[] = METRICS_COLUMNS): Promise<void> {
+  await replace(runPaths(runDir).metrics, [columns.join(','), ...rows.map((row) => metricsLine(row, columns))].map((line) => `${line}\n`).join(''));
 }
 
-/** Adds one epoch's row to metrics.csv (the rows before it are kept as they are). */
+/**
+ * Adds one epoch's row to metrics.csv in the columns of its header (the rows before it are kept as they are). A row
+ * with a loss-term column the header lacks (a run resumed with another term on) adds the column, empty before.
+ */
 export async function appendMetricsRow(runDir: string, row: MetricsRow): Promise<void> {
   const path = runPaths(runDir).metrics;
-  await replace(path, `${await readFile(path, 'utf8')}${metricsLine(row)}\n`);
+  const text = await readFile(path, 'utf8');
+  const lines = text.split('\n').filter((line) => line.length > 0);
+  const header = (lines[0] ?? METRICS_COLUMNS.join(',')).split(',');
+  const added = (Object.keys(LOSS_TERM_COLUMNS) as (keyof typeof LOSS_TERM_COLUMNS)[]).filter((column) => row[column] !== undefined && !header.includes(column));
+  if (added.length === 0) {
+    await replace(path, `${text}${metricsLine(row, header)}\n`);
+    return;
+  }
+  const at = header.indexOf('train_neg') + 1 || header.length;
+  const columns = [...header.slice(0, at), ...added, ...header.slice(at)];
+  const old = lines.slice(1).map((line) => {
+    const cells = line.split(',');
+    return columns.map((column) => (header.includes(column) ? cells[header.indexOf(column)] ?? '' : '')).join(',');
+  });
+  await replace(path, [columns.join(','), ...old, metricsLine(row, columns)].map((line) => `${line}\n`).join(''));
 }
 
 /** Drops the rows of epochs >= `firstEpoch` (on resume they are computed again). */

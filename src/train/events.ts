@@ -35,6 +35,11 @@ export interface EpochEvent {
   trainMse: number;
   trainGrad: number;
   trainNeg: number;
+  /** The later loss terms (unweighted), present where the run trains with them. */
+  trainVgg?: number;
+  trainStructureWeighted?: number;
+  trainAsymmetricPtv?: number;
+  trainDvh?: number;
   valLoss: number;
   valMaeGy: number;
   valMaePtv70Gy: number | null;

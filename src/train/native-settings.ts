@@ -27,6 +27,24 @@ export const NATIVE_TRAIN_FIELDS = [
   'useGradientLoss',
   'gradientLossWeight',
   'negativePenaltyWeight',
+  'useVggLoss',
+  'vggLossWeight',
+  'vggSliceStride',
+  'vggWeights',
+  'useStructureWeighted',
+  'structureWeightedWeight',
+  'structureTargetWeight',
+  'structureBoundaryWeight',
+  'structureBackgroundWeight',
+  'structureBoundaryWidthMm',
+  'useAsymmetricPtv',
+  'asymmetricPtvWeight',
+  'asymmetricUnderdoseWeight',
+  'asymmetricOverdoseWeight',
+  'useDvhLoss',
+  'dvhLossWeight',
+  'dvhBins',
+  'dvhMaxDose',
   'normalisationDoseGy',
   'device',
   'numWorkers',
@@ -48,6 +66,10 @@ export interface NativeRunSettings {
   resumeFrom: string;
   /** Written into every checkpoint's metadata (what `predict` needs besides the weights). */
   checkpointMetadata: Record<string, string>;
+  /** Model-input channels of the structure loss terms (lossChannels in schema.ts). */
+  targetChannels: number[];
+  boundaryChannels: number[];
+  dvhChannels: number[];
 }
 
 export type NativeTrainSettings = Pick<TrainConfig, (typeof NATIVE_TRAIN_FIELDS)[number]> & NativeRunSettings;

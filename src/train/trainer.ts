@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 
-import { parseTrainConfig, TRAIN_FIELDS, type TrainConfig, type TrainConfigInput, type TrainField } from '../config/schema.js';
+import { lossChannels, parseTrainConfig, TRAIN_FIELDS, type TrainConfig, type TrainConfigInput, type TrainField } from '../config/schema.js';
 import { loadCase, type CaseData } from '../data/case.js';
 import { buildModelInput } from '../data/inputs.js';
 import { splitDataset, type DatasetSplit } from '../data/split.js';
@@ -35,6 +35,7 @@ import {
   removeRunFiles,
   RUN_FILES,
   runPaths,
+  metricsColumns,
   truncateMetrics,
   writeEnvironment,
   writeInputs,
@@ -58,6 +59,7 @@ import { channelNamesOfCase, DEFAULT_SITE, isDefaultProfile, leftRightChannelPai
 import { VERSION } from '../version.js';
 import type { EpochEvent, StopReason, TrainEvent } from './events.js';
 import { nativeTrainSettings } from './native-settings.js';
+import { checkVggWeights } from './vgg-weights.js';
 
 export type * from './events.js';
 
@@ -73,6 +75,8 @@ export interface FitOptions {
   resume?: boolean;
   /** Replace an existing run folder: the files vmat-native wrote there, nothing else. */
   overwrite?: boolean;
+  /** The split to train with (a study's k-fold split, or its split kept across seeds) instead of the settings' own. */
+  split?: DatasetSplit;
 }
 
 /** What `fit()` takes to resume: the run folder's name (expName, logDir) and any settings that may change. */
@@ -126,6 +130,10 @@ function metricsRow(event: EpochEvent): MetricsRow {
     train_mse: event.trainMse,
     train_grad: event.trainGrad,
     train_neg: event.trainNeg,
+    ...(event.trainVgg !== undefined ? { train_vgg: event.trainVgg } : {}),
+    ...(event.trainStructureWeighted !== undefined ? { train_structure_weighted: event.trainStructureWeighted } : {}),
+    ...(event.trainAsymmetricPtv !== undefined ? { train_asymmetric_ptv: event.trainAsymmetricPtv } : {}),
+    ...(event.trainDvh !== undefined ? { train_dvh: event.trainDvh } : {}),
     val_loss: event.valLoss,
     val_mae_gy: event.valMaeGy,
     val_mae_ptv70_gy: event.valMaePtv70Gy ?? Number.NaN,
@@ -153,8 +161,10 @@ export class Trainer {
     if (options.resume && options.overwrite) throw invalidInput('resume and overwrite exclude each other: continue the run or replace it', { settings: ['resume', 'overwrite'] });
     // Everything that can refuse the run is checked, and every case loaded, before anything is written: a run
     // that cannot start leaves no run folder (and replaces none).
-    const plan = options.resume ? await this.planResume(config, warn, options.signal) : await this.planFresh(config as TrainConfigInput, options.overwrite === true);
+    const plan = options.resume ? await this.planResume(config, warn, options.signal) : await this.planFresh(config as TrainConfigInput, options.overwrite === true, options.split);
     const { runDir, settings, split } = plan;
+    // A weights file that is missing or not VGG16 is refused at once.
+    if (settings.useVggLoss) checkVggWeights(settings.vggWeights);
     this.checkDevice(settings);
     // A bad site profile is refused here, before anything is written. A resumed run keeps the profile it recorded
     // (a run that records none is of the default site).
@@ -206,7 +216,8 @@ export class Trainer {
         (native) =>
           loadNative().trainModel(
             { train, val },
-            nativeTrainSettings(settings, {
+            nativeTrainSettings({ ...settings, vggWeights: settings.vggWeights && resolve(settings.vggWeights) }, {
+              ...lossChannels(settings),
               // The profile's conditioning vector (caseConditioning gives every case one of this length).
               condDim: profile.conditioning.length,
               leftRightPairs,
@@ -338,7 +349,7 @@ export class Trainer {
   }
 
   /** The settings and split of a new run, checked; refuses a folder that exists (without overwrite) before writing. */
-  private async planFresh(config: TrainConfigInput, overwrite: boolean): Promise<RunPlan> {
+  private async planFresh(config: TrainConfigInput, overwrite: boolean, given?: DatasetSplit): Promise<RunPlan> {
     const settings = parseTrainConfig(config);
     const runDir = resolve(settings.logDir, settings.expName);
     if (existsSync(runDir)) {
@@ -350,7 +361,8 @@ export class Trainer {
         throw invalidInput(`${runDir} exists and is not a run folder (no ${RUN_FILES.trainingConfig}): it is not replaced; choose another expName or logDir`, { settings: ['expName', 'logDir'] });
       }
     }
-    const split = await splitDataset(settings.dataDir, { valSplit: settings.valSplit, testSplit: settings.testSplit, seed: settings.seed });
+    // A study's fold gives its own split; otherwise the settings' fractions and seed make it.
+    const split = given ?? (await splitDataset(settings.dataDir, { valSplit: settings.valSplit, testSplit: settings.testSplit, seed: settings.seed }));
     if (split.train.length === 0 || split.val.length === 0) {
       throw invalidInput(
         `${settings.dataDir} holds ${split.train.length + split.val.length + split.test.length} case file(s), which give ${split.train.length} training and ${split.val.length} validation case(s): training needs at least one of each (lower testSplit or add cases)`,
@@ -460,7 +472,7 @@ export class Trainer {
         splitSizes: { train: split.train.length, val: split.val.length, test: split.test.length },
         ...(isDefaultProfile(profile) ? {} : { siteProfile: profile }),
       });
-      await writeMetrics(dir, []);
+      await writeMetrics(dir, [], metricsColumns(settings));
       await writeEnvironment(dir, this.environment(settings));
       await writeSplit(dir, split);
       await writeTestCases(dir, { test_cases: split.test, test_files: split.files.test, seed: split.seed });

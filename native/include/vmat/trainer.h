@@ -53,7 +53,7 @@ struct TrainerOptions {
   std::string precision;   // auto | fp32 | bf16 | fp16
   int64_t patience = 0;
   uint64_t seed = 0;
-  LossWeights loss;
+  LossConfig loss;  // the terms of the loss and their structure channels (losses.h)
   double normalisation_dose_gy = 0;
   std::string device;
   int num_workers = 0;
@@ -86,6 +86,7 @@ struct TrainResult {
 // [B, cond_dim], for losses that weight by structure or by the plan.
 struct LossInputs {
   at::Tensor prediction, target, input, constraints;
+  int64_t step = 0;  // the training step (picks the VGG loss's slices); 0 for validation
 };
 
 // Sums over the validation cases a process evaluated (every case for one process; a rank's share otherwise, then
@@ -106,6 +107,8 @@ struct TrainingLoopState {
   int64_t epoch = 0;  // 0-based epoch in progress
   int64_t step = 0;   // next step of that epoch
   double sum_total = 0, sum_mse = 0, sum_grad = 0, sum_neg = 0;
+  // The later terms (vgg, structure_weighted, asymmetric_ptv, dvh), summed where they are on.
+  std::array<double, 4> sum_extra{};
   int64_t steps_done = 0;  // steps of this epoch whose losses are in the sums
   double best_val_mae = std::numeric_limits<double>::infinity();
   int64_t best_epoch = 0;
@@ -150,7 +153,7 @@ class Trainer {
   // Whether this process writes checkpoints and sends events (data parallel: rank 0 only).
   virtual bool writes_files() const { return true; }
 
-  // ---- the loss: one function for training steps and validation (add terms in losses.h's dose_loss)
+  // ---- the loss: one function for training steps and validation (add terms in losses.h's TrainingLoss)
   virtual LossTerms compute_loss(const LossInputs& inputs) const;
 
   // ---- what the hooks may use
@@ -164,6 +167,7 @@ class Trainer {
  private:
   struct StepValues {
     double total, mse, grad, neg;
+    std::array<double, 4> extra{};  // as TrainingLoopState::sum_extra
   };
   void validate_settings() const;
   void prepare();
@@ -199,6 +203,7 @@ class Trainer {
   std::unique_ptr<MultiTensorAdamW> optimizer_;
   int64_t parameter_count_ = 0;
 
+  std::unique_ptr<TrainingLoss> loss_;
   std::unique_ptr<PatchLoader> loader_;
   int64_t steps_ = 0;
   SlidingWindowOptions window_;

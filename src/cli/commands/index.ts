@@ -13,6 +13,7 @@ import { register as model } from './model.js';
 import { register as predict } from './predict.js';
 import { register as report } from './report.js';
 import { register as split } from './split.js';
+import { register as study } from './study.js';
 import { register as sweep } from './sweep.js';
 import { register as synth } from './synth.js';
 import { register as train } from './train.js';
@@ -30,6 +31,7 @@ export const commands: ((program: Command) => void)[] = [
   model,
   train,
   sweep,
+  study,
   predict,
   evaluate,
   gamma,
