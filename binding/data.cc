@@ -22,16 +22,18 @@ using vmat::binding::PromiseWorker;
 class DistanceWorker : public PromiseWorker {
  public:
   explicit DistanceWorker(const Napi::CallbackInfo& call) : PromiseWorker(call.Env(), "vmat:sdf", call[3]) {
-    masks_ = vmat::binding::TensorView(call[0], vmat::binding::ShapeFrom(call[1], "shape"), "masks");
-    Retain(call[0]);
-    auto spacing = call[2];
-    if (!spacing.IsArray() || spacing.As<Napi::Array>().Length() != 3) {
-      throw Napi::TypeError::New(call.Env(), "spacing must be an array of 3 numbers (z, y, x) in mm");
-    }
-    for (uint32_t i = 0; i < 3; ++i) spacing_[i] = spacing.As<Napi::Array>().Get(i).ToNumber().DoubleValue();
-    if (call[3].IsObject() && call[3].As<Napi::Object>().Get("clipMm").IsNumber()) {
-      clip_mm_ = call[3].As<Napi::Object>().Get("clipMm").ToNumber().DoubleValue();
-    }
+    ReadArguments([&] {
+      masks_ = vmat::binding::TensorView(call[0], vmat::binding::ShapeFrom(call[1], "shape"), "masks");
+      Retain(call[0]);
+      auto spacing = call[2];
+      if (!spacing.IsArray() || spacing.As<Napi::Array>().Length() != 3) {
+        throw Napi::TypeError::New(call.Env(), "spacing must be an array of 3 numbers (z, y, x) in mm");
+      }
+      for (uint32_t i = 0; i < 3; ++i) spacing_[i] = spacing.As<Napi::Array>().Get(i).ToNumber().DoubleValue();
+      if (call[3].IsObject() && call[3].As<Napi::Object>().Get("clipMm").IsNumber()) {
+        clip_mm_ = call[3].As<Napi::Object>().Get("clipMm").ToNumber().DoubleValue();
+      }
+    });
   }
 
  protected:
@@ -55,8 +57,10 @@ class DistanceWorker : public PromiseWorker {
 class BodyWorker : public PromiseWorker {
  public:
   explicit BodyWorker(const Napi::CallbackInfo& call) : PromiseWorker(call.Env(), "vmat:body", call[2]) {
-    ct_ = vmat::binding::TensorView(call[0], vmat::binding::ShapeFrom(call[1], "shape"), "ct");
-    Retain(call[0]);
+    ReadArguments([&] {
+      ct_ = vmat::binding::TensorView(call[0], vmat::binding::ShapeFrom(call[1], "shape"), "ct");
+      Retain(call[0]);
+    });
   }
 
  protected:

@@ -59,18 +59,20 @@ vmat::GridPlacement Placement(const Napi::Value& value, const Napi::Value& shape
 class RasteriseWorker : public PromiseWorker {
  public:
   explicit RasteriseWorker(const Napi::CallbackInfo& call) : PromiseWorker(call.Env(), "vmat:rasterise", call[6]) {
-    if (!call[0].IsTypedArray() || call[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
-      throw Napi::TypeError::New(call.Env(), "points must be a Float64Array of (x, y) pairs");
-    }
-    const auto values = static_cast<int64_t>(call[0].As<Napi::TypedArray>().ElementLength());
-    if (values % 2 != 0) throw Napi::RangeError::New(call.Env(), "points must hold (x, y) pairs");
-    points_ = vmat::binding::TensorView(call[0], {values / 2, 2}, "points");
-    offsets_ = Int32View(call[1], "offsets");
-    slices_ = Int32View(call[2], "slices");
-    labels_ = Int32View(call[3], "labels");
-    for (int i = 0; i < 4; ++i) Retain(call[i]);
-    structures_ = call[4].ToNumber().Int64Value();
-    shape_ = Shape3(call[5], "shape");
+    ReadArguments([&] {
+      if (!call[0].IsTypedArray() || call[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+        throw Napi::TypeError::New(call.Env(), "points must be a Float64Array of (x, y) pairs");
+      }
+      const auto values = static_cast<int64_t>(call[0].As<Napi::TypedArray>().ElementLength());
+      if (values % 2 != 0) throw Napi::RangeError::New(call.Env(), "points must hold (x, y) pairs");
+      points_ = vmat::binding::TensorView(call[0], {values / 2, 2}, "points");
+      offsets_ = Int32View(call[1], "offsets");
+      slices_ = Int32View(call[2], "slices");
+      labels_ = Int32View(call[3], "labels");
+      for (int i = 0; i < 4; ++i) Retain(call[i]);
+      structures_ = call[4].ToNumber().Int64Value();
+      shape_ = Shape3(call[5], "shape");
+    });
   }
 
  protected:
@@ -97,14 +99,16 @@ class RasteriseWorker : public PromiseWorker {
 class ResampleWorker : public PromiseWorker {
  public:
   explicit ResampleWorker(const Napi::CallbackInfo& call) : PromiseWorker(call.Env(), "vmat:resample", call[6]) {
-    from_ = Placement(call[2], call[1], "source placement");
-    to_ = Placement(call[4], call[3], "target placement");
-    if (!call[0].IsTypedArray() || call[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-      throw Napi::TypeError::New(call.Env(), "the source must be a Float32Array");
-    }
-    source_ = vmat::binding::TensorView(call[0], {from_.shape[0], from_.shape[1], from_.shape[2]}, "source");
-    Retain(call[0]);
-    outside_ = call[5].ToNumber().FloatValue();
+    ReadArguments([&] {
+      from_ = Placement(call[2], call[1], "source placement");
+      to_ = Placement(call[4], call[3], "target placement");
+      if (!call[0].IsTypedArray() || call[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+        throw Napi::TypeError::New(call.Env(), "the source must be a Float32Array");
+      }
+      source_ = vmat::binding::TensorView(call[0], {from_.shape[0], from_.shape[1], from_.shape[2]}, "source");
+      Retain(call[0]);
+      outside_ = call[5].ToNumber().FloatValue();
+    });
   }
 
  protected:

@@ -64,7 +64,8 @@ PromiseWorker::~PromiseWorker() {
 
 Napi::Value PromiseWorker::Start() {
   auto promise = deferred_.Promise();
-  Queue();
+  Queue();  // a refused worker too: it completes doing nothing and deletes itself as node-addon-api expects
+  if (refusal_) std::rethrow_exception(refusal_);
   return promise;
 }
 
@@ -75,6 +76,7 @@ void PromiseWorker::Emit(const std::string& json) {
 }
 
 void PromiseWorker::Execute(const ExecutionProgress& progress) {
+  if (refusal_) return;
   progress_ = &progress;
   // libtorch's intra-op pool is per thread: set it on the thread that does the work.
   if (!threads_error_.empty()) {
@@ -115,6 +117,12 @@ void PromiseWorker::OnProgress(const char* data, size_t count) {
 
 void PromiseWorker::OnOK() {
   Napi::HandleScope scope(Env());
+  // Nobody holds the promise of refused arguments (the call threw); settling it releases it, and rejecting it would
+  // be an unhandled rejection.
+  if (refusal_) {
+    deferred_.Resolve(Env().Undefined());
+    return;
+  }
   try {
     deferred_.Resolve(Result(Env()));
   } catch (const Napi::Error& error) {

@@ -8,6 +8,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <exception>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,6 +32,18 @@ class PromiseWorker : public Napi::AsyncProgressQueueWorker<char> {
   void Retain(Napi::Value value);
 
  protected:
+  // Reads the call's arguments (a worker constructor's body). A refusal is kept and thrown by Start(): thrown from
+  // the constructor, it would free the worker while the base's thread-safe function still points at it, and that
+  // function's finalizer would crash the process when it exits.
+  template <typename Read>
+  void ReadArguments(Read&& read) {
+    try {
+      read();
+    } catch (...) {
+      refusal_ = std::current_exception();
+    }
+  }
+
   virtual void Run() = 0;
   virtual Napi::Value Result(Napi::Env env) = 0;
 
@@ -53,6 +66,7 @@ class PromiseWorker : public Napi::AsyncProgressQueueWorker<char> {
   std::string error_code_ = "VMAT_INTERNAL";
   std::string name_;
   int threads_ = 0;
+  std::exception_ptr refusal_;  // the arguments were refused: Start() throws it, the worker completes doing nothing
   std::string threads_error_;  // set when `threads` is out of bounds: the call rejects with it before any work
 };
 

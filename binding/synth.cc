@@ -30,24 +30,26 @@ std::array<double, 3> TripleFrom(const Napi::Value& value, const std::string& wh
 class SynthWorker : public PromiseWorker {
  public:
   explicit SynthWorker(const Napi::CallbackInfo& call) : PromiseWorker(call.Env(), "vmat:synth", call[4]) {
-    auto env = call.Env();
-    if (!call[0].IsNumber() || !call[1].IsNumber()) throw Napi::TypeError::New(env, "seed and index must be numbers");
-    const double seed = call[0].As<Napi::Number>().DoubleValue();
-    const double index = call[1].As<Napi::Number>().DoubleValue();
-    if (!(seed >= 0 && seed <= 9007199254740991.0 && std::floor(seed) == seed)) {
-      throw Napi::RangeError::New(env, "seed must be an integer from 0 to 2^53-1");
-    }
-    if (!(index >= 0 && index <= 99999 && std::floor(index) == index)) {
-      throw Napi::RangeError::New(env, "index must be an integer from 0 to 99999");
-    }
-    seed_ = static_cast<uint64_t>(seed);
-    index_ = static_cast<int>(index);
-    const auto shape = TripleFrom(call[2], "shape");
-    for (int axis = 0; axis < 3; ++axis) {
-      if (std::floor(shape[axis]) != shape[axis]) throw Napi::TypeError::New(env, "shape must hold integers");
-      shape_[axis] = static_cast<int64_t>(shape[axis]);
-    }
-    spacing_ = TripleFrom(call[3], "spacing");
+    ReadArguments([&] {
+      auto env = call.Env();
+      if (!call[0].IsNumber() || !call[1].IsNumber()) throw Napi::TypeError::New(env, "seed and index must be numbers");
+      const double seed = call[0].As<Napi::Number>().DoubleValue();
+      const double index = call[1].As<Napi::Number>().DoubleValue();
+      if (!(seed >= 0 && seed <= 9007199254740991.0 && std::floor(seed) == seed)) {
+        throw Napi::RangeError::New(env, "seed must be an integer from 0 to 2^53-1");
+      }
+      if (!(index >= 0 && index <= 99999 && std::floor(index) == index)) {
+        throw Napi::RangeError::New(env, "index must be an integer from 0 to 99999");
+      }
+      seed_ = static_cast<uint64_t>(seed);
+      index_ = static_cast<int>(index);
+      const auto shape = TripleFrom(call[2], "shape");
+      for (int axis = 0; axis < 3; ++axis) {
+        if (std::floor(shape[axis]) != shape[axis]) throw Napi::TypeError::New(env, "shape must hold integers");
+        shape_[axis] = static_cast<int64_t>(shape[axis]);
+      }
+      spacing_ = TripleFrom(call[3], "spacing");
+    });
   }
 
  protected:

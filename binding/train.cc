@@ -106,18 +106,20 @@ vmat::TrainerOptions TrainOptionsFrom(const Napi::Value& value) {
 class TrainWorker : public PromiseWorker {
  public:
   explicit TrainWorker(const Napi::CallbackInfo& call) : PromiseWorker(call.Env(), "vmat:train", call[2]) {
-    auto env = call.Env();
-    if (!call[0].IsObject()) throw Napi::TypeError::New(env, "trainModel(cases, settings, options)");
-    options_ = TrainOptionsFrom(call[1]);
-    auto cases = call[0].As<Napi::Object>();
-    for (const char* set : {"train", "val"}) {
-      auto list = cases.Get(set);
-      if (!list.IsArray()) throw Napi::TypeError::New(env, std::string("cases.") + set + " must be an array");
-      auto array = list.As<Napi::Array>();
-      for (uint32_t i = 0; i < array.Length(); ++i) {
-        (std::string(set) == "train" ? train_ : val_).push_back(CaseFrom(*this, array.Get(i), options_.cond_dim));
+    ReadArguments([&] {
+      auto env = call.Env();
+      if (!call[0].IsObject()) throw Napi::TypeError::New(env, "trainModel(cases, settings, options)");
+      options_ = TrainOptionsFrom(call[1]);
+      auto cases = call[0].As<Napi::Object>();
+      for (const char* set : {"train", "val"}) {
+        auto list = cases.Get(set);
+        if (!list.IsArray()) throw Napi::TypeError::New(env, std::string("cases.") + set + " must be an array");
+        auto array = list.As<Napi::Array>();
+        for (uint32_t i = 0; i < array.Length(); ++i) {
+          (std::string(set) == "train" ? train_ : val_).push_back(CaseFrom(*this, array.Get(i), options_.cond_dim));
+        }
       }
-    }
+    });
   }
 
  protected:
@@ -151,22 +153,24 @@ class TrainWorker : public PromiseWorker {
 class PredictWorker : public PromiseWorker {
  public:
   explicit PredictWorker(const Napi::CallbackInfo& call) : PromiseWorker(call.Env(), "vmat:predict", call[5]) {
-    if (!call[0].IsString()) throw Napi::TypeError::New(call.Env(), "predictDose(checkpoint, input, shape, constraints, settings, options)");
-    checkpoint_ = call[0].As<Napi::String>().Utf8Value();
-    const auto shape = vmat::binding::ShapeFrom(call[2], "shape");
-    if (shape.size() != 4) throw Napi::TypeError::New(call.Env(), "shape must be [C, Z, Y, X]");
-    input_ = vmat::binding::TensorView(call[1], shape, "input");
-    Retain(call[1]);
-    if (!call[3].IsTypedArray()) throw Napi::TypeError::New(call.Env(), "constraints must be a Float32Array");
-    constraints_ = vmat::binding::TensorView(call[3], {static_cast<int64_t>(call[3].As<Napi::TypedArray>().ElementLength())}, "constraints");
-    Retain(call[3]);
-    SettingsReader s(call[4], "prediction setting");
-    window_.patch = s.integer("patchSize");
-    window_.overlap = s.number("overlap");
-    window_.batch = s.integer("swBatch");
-    device_ = s.string("device");
-    normalisation_dose_gy_ = s.number("normalisationDoseGy");
-    s.finish();
+    ReadArguments([&] {
+      if (!call[0].IsString()) throw Napi::TypeError::New(call.Env(), "predictDose(checkpoint, input, shape, constraints, settings, options)");
+      checkpoint_ = call[0].As<Napi::String>().Utf8Value();
+      const auto shape = vmat::binding::ShapeFrom(call[2], "shape");
+      if (shape.size() != 4) throw Napi::TypeError::New(call.Env(), "shape must be [C, Z, Y, X]");
+      input_ = vmat::binding::TensorView(call[1], shape, "input");
+      Retain(call[1]);
+      if (!call[3].IsTypedArray()) throw Napi::TypeError::New(call.Env(), "constraints must be a Float32Array");
+      constraints_ = vmat::binding::TensorView(call[3], {static_cast<int64_t>(call[3].As<Napi::TypedArray>().ElementLength())}, "constraints");
+      Retain(call[3]);
+      SettingsReader s(call[4], "prediction setting");
+      window_.patch = s.integer("patchSize");
+      window_.overlap = s.number("overlap");
+      window_.batch = s.integer("swBatch");
+      device_ = s.string("device");
+      normalisation_dose_gy_ = s.number("normalisationDoseGy");
+      s.finish();
+    });
   }
 
  protected:

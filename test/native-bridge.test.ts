@@ -1,8 +1,13 @@
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
 import { describe, expect, it } from 'vitest';
 
 import { parseTrainConfig } from '../src/config/schema.js';
 import { loadNative } from '../src/native/loader.js';
 import { NATIVE_TRAIN_FIELDS, nativeTrainSettings, type NativeTrainSettings } from '../src/train/native-settings.js';
+import { repoRoot } from './helpers.js';
 
 /** The engine's settings of a tiny run, built as fit() builds them. */
 function settings(): NativeTrainSettings {
@@ -71,4 +76,25 @@ describe('the typed settings bridge (binding/settings.h)', () => {
     expect(call({ ...good, swbatch: 2 })).toThrow(/^unknown prediction setting 'swbatch'/);
     expect(call({ ...good, device: 0 })).toThrow("the prediction setting 'device' must be a string, got a number");
   });
+
+  it('refuses the arguments of every native call without crashing the process later (it crashed at exit)', () => {
+    // A refusal thrown from a worker's constructor freed it while its thread-safe function still pointed at it.
+    const loader = pathToFileURL(join(repoRoot, 'dist', 'native', 'loader.js')).href;
+    const script = `
+      const { loadNative } = await import(${JSON.stringify(loader)});
+      const native = loadNative();
+      const refused = [];
+      const attempt = (name, call) => { try { void call().catch(() => undefined); } catch (error) { refused.push(name); } };
+      attempt('trainModel', () => native.trainModel({ train: 1 }, {}, {}));
+      attempt('predictDose', () => native.predictDose(1, new Float32Array(1), [1], new Float32Array(1), {}, {}));
+      attempt('synthCase', () => native.synthCase('a', 0, [8, 8, 8], [1, 1, 1], {}));
+      attempt('signedDistanceMaps', () => native.data.signedDistanceMaps(new Uint8Array(1), [2, 2, 2], [1, 1, 1], {}));
+      attempt('deriveBodyMask', () => native.data.deriveBodyMask(new Float32Array(1), [2, 2, 2], {}));
+      console.log(refused.join(','));`;
+    const result = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    expect(result.stderr).toBe('');
+    expect(result.stdout.trim()).toBe('trainModel,predictDose,synthCase,signedDistanceMaps,deriveBodyMask');
+    expect(result.status).toBe(0);
+  });
 });
+
