@@ -81,6 +81,8 @@ if [[ -n "${OPENKBP_DIR:-}" && -d "${OPENKBP_DIR}/provided-data" ]]; then
   OPENKBP_FACTOR=1 OPENKBP_WIDTH=48 OPENKBP_PATCH=128 OPENKBP_TRAIN=0 OPENKBP_VAL=0 OPENKBP_TEST=0 OPENKBP_LR=1e-4 \
     OPENKBP_EPOCHS="${OPENKBP_EPOCHS:-200}" OPENKBP_DEVICE=cuda timeout "${OPENKBP_TIMEOUT:-540}" \
     node bench/openkbp.bench.mjs 2>&1 | tee "$OUT/openkbp.log" | tail -20
+fi
+
 # VMAT_GPU_CHECK_STUDY=1: the seed's question at full size (README "Is the gradient loss real?"): the 23-case cohort
 # at 96x128x128, base 48, patch 128, baseline vs gradient loss 0.1, 3 seeds, 5 folds (30 runs), full 3D gamma on
 # every test case. VMAT_GPU_STUDY_EPOCHS (default 30) sets the epochs of each run; the seed trained 200 epochs, which
