@@ -77,6 +77,14 @@ vmat::TrainerOptions TrainOptionsFrom(const Napi::Value& value) {
   options.checkpoint_dir = s.string("checkpointDir");
   options.resume = s.boolean("resume");
   for (const auto& [key, text] : s.string_map("checkpointMetadata")) options.checkpoint_metadata[key] = text;
+  SettingsReader d(s.value("distributed"), "distributed setting");
+  options.distributed.world_size = d.integer("worldSize", 1);
+  options.distributed.rank = d.integer("rank", 0);
+  options.distributed.local_rank = d.integer("localRank", 0);
+  options.distributed.master_addr = d.string("masterAddr");
+  options.distributed.master_port = d.integer("masterPort", 0);
+  options.distributed.timeout_seconds = d.number("timeoutSeconds");
+  d.finish();
   s.finish();
   return options;
 }

@@ -43,9 +43,11 @@ import {
 import { runtimeReport } from '../runtime.js';
 import { VERSION } from '../version.js';
 import type { EpochEvent, StopReason, TrainEvent } from './events.js';
+import { resolveDistributed, type DistributedOptions } from './distributed.js';
 import { nativeTrainSettings } from './native-settings.js';
 
 export type * from './events.js';
+export type { DistributedOptions } from './distributed.js';
 
 export interface FitOptions {
   onProgress?: (event: TrainEvent) => void;
@@ -54,6 +56,11 @@ export interface FitOptions {
   resume?: boolean;
   /** Replace an existing run folder. */
   overwrite?: boolean;
+  /**
+   * This process's rank of a data-parallel run (every rank calls fit() with the same config; see distributedFromEnv).
+   * Rank 0 writes the run folder and sends the events; the other ranks write nothing and send no events.
+   */
+  distributed?: DistributedOptions;
 }
 
 /** What a run ended with (training_summary.json holds it, with the time it finished). */
@@ -92,10 +99,12 @@ export class Trainer {
   async fit(config: TrainConfigInput, options: FitOptions = {}): Promise<FitResult> {
     const started = Date.now();
     const given = parseTrainConfig(config);
+    const distributed = resolveDistributed(options.distributed);
+    const writer = distributed.rank === 0;
     const runDir = resolve(given.logDir, given.expName);
-    const settings = await this.prepareRunFolder(runDir, given, config, options);
-    const split = await this.resolveSplit(runDir, settings, options.resume === true);
-    const emit = this.eventSink(runDir, options.onProgress);
+    const settings = writer ? await this.prepareRunFolder(runDir, given, config, options) : this.rankSettings(runDir, given, config, options);
+    const split = writer ? await this.resolveSplit(runDir, settings, options.resume === true) : await this.rankSplit(runDir, settings, options.resume === true);
+    const emit = writer ? this.eventSink(runDir, options.onProgress) : Object.assign(async () => {}, { flush: async () => {} });
 
     const load = async (ids: string[], files: string[]) => {
       const cases: NativeTrainCase[] = [];
@@ -134,6 +143,7 @@ export class Trainer {
                   checkpointDir: runPaths(runDir).checkpoints,
                   resume: options.resume === true,
                   checkpointMetadata: this.checkpointMetadata(settings),
+                  distributed,
                 }),
                 native,
               ),
@@ -151,7 +161,7 @@ export class Trainer {
       };
     } catch (error) {
       await emit.flush();
-      if (error instanceof VmatError && (error.code === 'VMAT_NOT_FINITE' || error.code === 'VMAT_OUT_OF_MEMORY')) {
+      if (writer && error instanceof VmatError && (error.code === 'VMAT_NOT_FINITE' || error.code === 'VMAT_OUT_OF_MEMORY')) {
         await writeTrainingSummary(runDir, {
           stopReason: error.code === 'VMAT_NOT_FINITE' ? 'not_finite' : 'out_of_memory',
           error: error.message,
@@ -160,8 +170,22 @@ export class Trainer {
       }
       throw error;
     }
-    await writeTrainingSummary(runDir, { ...summary, finishedAt: new Date().toISOString() });
+    if (writer) await writeTrainingSummary(runDir, { ...summary, finishedAt: new Date().toISOString() });
     return summary;
+  }
+
+  /** A rank other than 0 writes nothing: the settings rank 0 uses (on resume, the run folder's, read back). */
+  private rankSettings(runDir: string, given: TrainConfig, input: TrainConfigInput, options: FitOptions): TrainConfig {
+    if (!options.resume) return given;
+    if (!existsSync(runPaths(runDir).trainingConfig)) throw invalidInput(`cannot resume ${runDir}: it has no ${RUN_FILES.trainingConfig} (start it without resume; every rank must see the run folder)`, { settings: ['resume'] });
+    const explicit = Object.fromEntries(Object.entries(input).filter(([, value]) => value !== undefined));
+    return parseTrainConfig({ ...readTrainingConfig(runDir).settings, ...explicit, inChannels: undefined });
+  }
+
+  /** A rank other than 0: the split rank 0 writes (the same function of the data folder and seed), or reads back. */
+  private async rankSplit(runDir: string, settings: TrainConfig, resume: boolean): Promise<DatasetSplit> {
+    const saved = resume ? readSplit(runDir) : null;
+    return saved ?? (await splitDataset(settings.dataDir, { valSplit: settings.valSplit, testSplit: settings.testSplit, seed: settings.seed }));
   }
 
   /** Loads one case for training or validation: the model input, the dose, body and PTV70 masks, the constraints. */
