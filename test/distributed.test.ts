@@ -75,7 +75,7 @@ describe('which rank this process is', () => {
     const result = runCli(['train', '--data-dir', 'nowhere', '--nnodes', '2']);
     expect(result.status).toBe(1);
     expect(result.stderr).toMatch(/--nnodes, --node-rank, --master-addr and --master-port go with --nproc-per-node/);
-    expect(runCli(['train', '--data-dir', 'nowhere', '--nproc-per-node', '0']).stderr).toMatch(/--nproc-per-node is 0: expected a whole number >= 1/);
+    expect(runCli(['train', '--data-dir', 'nowhere', '--nproc-per-node', '0']).stderr).toMatch(/--nproc-per-node is "0": expected a whole number >= 1/);
     expect(runCli(['train', '--data-dir', 'nowhere', '--nproc-per-node', '2', '--nnodes', '2']).stderr).toMatch(/--master-addr is needed with --nnodes > 1/);
   });
 });
@@ -88,7 +88,9 @@ describe.runIf(hasC10d())('data-parallel training over Gloo on 127.0.0.1 (vmat-n
   });
   const flags = ['--epochs', '1', '--patch-size', '16', '--base-channels', '8', '--patches-per-volume', '1', '--device', 'cpu', '--num-workers', '1', '--sw-batch', '2'];
 
-  it('gives 2 ranks of batch 1 the weights of one process of batch 2; only rank 0 writes', () => {
+  // AdamW's moments are sums of the gradients: equal to float32 rounding (the weights themselves carry AdamW's
+  // m / sqrt(v) of rounding-level gradients, about lr either way, as test_distributed.cpp explains and bounds).
+  it('gives 2 ranks of batch 1 the AdamW moments of one process of batch 2; only rank 0 writes', () => {
     const logDir = tempDir('vmat-dist-runs-');
     const single = runCli(['train', '--data-dir', dataDir, '--log-dir', logDir, '--exp-name', 'single', '--batch-size', '2', '--threads', '1', ...flags]);
     expect(single.status, single.stderr).toBe(0);
@@ -100,17 +102,18 @@ describe.runIf(hasC10d())('data-parallel training over Gloo on 127.0.0.1 (vmat-n
     const starts = log('parallel').filter((event) => event.type === 'start');
     expect(starts).toHaveLength(1);
     expect(starts[0]!.stepsPerEpoch).toBe(log('single').find((event) => event.type === 'start')!.stepsPerEpoch);
-    expect(starts[0]!.stepsPerEpoch).toBe(3);  // 3 training cases of 1 patch... in steps of 2
+    expect(starts[0]!.stepsPerEpoch).toBe(2);  // 4 training cases of 1 patch, in steps of 2
 
-    const a = readF32Tensors(join(logDir, 'single', 'checkpoints', 'last.safetensors'));
-    const b = readF32Tensors(join(logDir, 'parallel', 'checkpoints', 'last.safetensors'));
+    const a = readF32Tensors(join(logDir, 'single', 'checkpoints', 'last.state.safetensors'));
+    const b = readF32Tensors(join(logDir, 'parallel', 'checkpoints', 'last.state.safetensors'));
     expect([...b.keys()]).toEqual([...a.keys()]);
     let worst = 0;
     for (const [name, weights] of a) {
       const other = b.get(name)!;
       for (let i = 0; i < weights.length; i++) worst = Math.max(worst, Math.abs(weights[i]! - other[i]!));
     }
-    expect(worst).toBeLessThan(2e-6);
+    expect(a.size).toBeGreaterThan(10);
+    expect(worst).toBeLessThan(1e-7);
     // The same epoch row, the timing columns aside (validation split over the ranks, sums reduced).
     const row = (name: string) => readFileSync(join(logDir, name, 'metrics.csv'), 'utf8').trim().split('\n')[1]!.split(',').slice(0, 9).map(Number);
     const [x, y] = [row('single'), row('parallel')];
