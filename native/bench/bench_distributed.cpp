@@ -76,8 +76,8 @@ int main(int argc, char** argv) {
     if (json.find("\"type\":\"step\"") != std::string::npos) step_ends.push_back(Clock::now());
   };
   vmat::train_model(train, val, options, callbacks);
+  if (rank != 0) return 0;  // only rank 0 writes the run's checkpoints
   std::filesystem::remove_all(dir);
-  if (rank != 0) return 0;
   const int64_t timed = static_cast<int64_t>(step_ends.size()) - 2;
   const double seconds = std::chrono::duration<double>(step_ends.back() - step_ends[1]).count();
   std::printf("{\"bench\":\"distributed\",\"device\":\"%s\",\"world_size\":%lld,\"batch_per_rank\":%lld,\"base\":%lld,\"patch\":%lld,\"threads_per_rank\":%d,"
