@@ -3,6 +3,7 @@
 
 #include "js_error.h"
 #include "registry.h"
+#include "vmat/distributed.h"
 #include "vmat/runtime.h"
 
 namespace {
@@ -21,6 +22,10 @@ Napi::Value Info(const Napi::CallbackInfo& call) {
   result.Set("threads", info.threads);
   result.Set("interopThreads", info.interop_threads);
   result.Set("parallelInfo", info.parallel_info);
+  const auto backends = vmat::distributed_backends();
+  auto distributed = Napi::Array::New(env, backends.size());
+  for (size_t i = 0; i < backends.size(); ++i) distributed.Set(static_cast<uint32_t>(i), backends[i]);
+  result.Set("distributedBackends", distributed);
   auto devices = Napi::Array::New(env, info.devices.size());
   for (size_t i = 0; i < info.devices.size(); ++i) {
     const auto& device = info.devices[i];

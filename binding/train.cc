@@ -99,6 +99,14 @@ vmat::TrainerOptions TrainOptionsFrom(const Napi::Value& value) {
   options.resume = s.boolean("resume");
   options.resume_from = s.string("resumeFrom");
   for (const auto& [key, text] : s.string_map("checkpointMetadata")) options.checkpoint_metadata[key] = text;
+  SettingsReader d(s.value("distributed"), "distributed setting");
+  options.distributed.world_size = d.integer("worldSize", 1);
+  options.distributed.rank = d.integer("rank", 0);
+  options.distributed.local_rank = d.integer("localRank", 0);
+  options.distributed.master_addr = d.string("masterAddr");
+  options.distributed.master_port = d.integer("masterPort", 0);
+  options.distributed.timeout_seconds = d.number("timeoutSeconds");
+  d.finish();
   s.finish();
   return options;
 }

@@ -34,7 +34,7 @@ if [[ -z "${VMAT_SKIP_BUILD:-}" ]]; then
     -DGTest_DIR=/tmp/gtest/usr/lib/x86_64-linux-gnu/cmake/GTest > "$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
   grep -E "^-- vmat" "$OUT/cmake.log"
   # Only what this script runs: the addon, the native tests, the two benchmarks.
-  targets=(vmat_native bench_gpu bench_gamma)
+  targets=(vmat_native bench_gpu bench_gamma bench_distributed)
   for test in native/tests/test_*.cpp; do targets+=("$(basename "$test" .cpp)"); done
   cmake --build "$build" --parallel "$cpus" --target "${targets[@]}" > "$OUT/build.log" 2>&1 ||
     { grep -E "error|FAILED" -A4 "$OUT/build.log" | head -80; log "build failed"; exit 1; }
@@ -95,6 +95,20 @@ if [[ "${VMAT_GPU_CHECK_STUDY:-0}" == 1 ]]; then
     --epochs "${VMAT_GPU_STUDY_EPOCHS:-30}" --patch-size 128 --base-channels 48 > "$OUT/study.txt" 2> "$OUT/study.err"
   cp /tmp/study/runs/gpu_study/summary.json /tmp/study/runs/gpu_study/summary.md /tmp/study/runs/gpu_study/records.csv "$OUT/" 2>/dev/null
   cat "$OUT/study.txt"; tail -3 "$OUT/study.err"
+fi
+
+# Data parallel on NCCL (prepared, not yet run on a GPU): on one GPU the NCCL path as a world of one rank against
+# the single-process trainer (NCCL refuses two ranks on one device); with 2 or more GPUs, 1 against 2 ranks at the
+# seed's size (base 48, patch 128, batch 2 per rank, bf16), steps/s and patches/s.
+log "data parallel: NCCL ($(python3 -c 'import json,sys;print(",".join(json.load(open(sys.argv[1])).get("distributedBackends",[])))' "$OUT/info.json"))"
+timeout 120 "./$build/test_distributed" --gtest_filter='DataParallel.*' > "$OUT/distributed.log" 2>&1
+grep -E "^\[ +(OK|FAILED|SKIPPED) +\]|PASSED|FAILED" "$OUT/distributed.log" | head -12
+if (( $(nvidia-smi -L | wc -l) >= 2 )); then
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  timeout 120 "./$build/bench_distributed" 1 0 0 2 48 128 20 cuda | tee "$OUT/nccl_bench.jsonl"
+  timeout 120 "./$build/bench_distributed" 2 1 "$port" 2 48 128 20 cuda > /dev/null &
+  timeout 120 "./$build/bench_distributed" 2 0 "$port" 2 48 128 20 cuda | tee -a "$OUT/nccl_bench.jsonl"
+  wait
 fi
 
 log "table"

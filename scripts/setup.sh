@@ -26,6 +26,11 @@ command -v cmake >/dev/null || missing+=(cmake)
 command -v g++ >/dev/null || missing+=(g++)
 command -v ninja >/dev/null || missing+=(ninja-build)
 libtorch_found || missing+=(libtorch-dev)
+# Debian's libtorch-dev has c10d's headers but not gloo's, which ProcessGroupGloo.hpp includes: without them the build
+# leaves data-parallel training out.
+if dpkg -s libtorch-dev >/dev/null 2>&1 || [[ " ${missing[*]} " == *" libtorch-dev "* ]]; then
+  [[ -f /usr/include/gloo/context.h ]] || missing+=(libgloo-dev)
+fi
 [[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || missing+=(fonts-dejavu-core)  # the figures' font
 if (( want_test_deps )); then
   [[ -f /usr/lib/x86_64-linux-gnu/cmake/GTest/GTestConfig.cmake || -n "$(compgen -G '/usr/lib/*/cmake/GTest/GTestConfig.cmake')" ]] || missing+=(libgtest-dev)

@@ -15,6 +15,7 @@ export { validateDataset, type ValidationReport } from './data/validate.js';
 export { doseMetrics, dvhCurve, type DoseMetrics, type DvhCurve } from './metrics/dvh.js';
 export { modelSummary, saveInitialWeights, readCheckpointMetadata, parseModelConfig, type ModelConfig, type ModelSummary, type LayerSummary, type CheckpointMetadata } from './model.js';
 export { Trainer, RESUMABLE_SETTINGS, type FitOptions, type FitResult, type ResumeConfigInput, type TrainEvent, type StopReason } from './train/trainer.js';
+export { distributedFromEnv, firstSlurmHost, resolveDistributed, type DistributedOptions } from './train/distributed.js';
 export { nativeTrainSettings, NATIVE_TRAIN_FIELDS, type NativeTrainSettings, type NativeRunSettings } from './train/native-settings.js';
 export { parseTrainConfig, trainConfigSchema, TRAIN_FIELDS, type TrainConfig, type TrainConfigInput } from './config/schema.js';
 export { predictCase, predictFiles, checkpointModel, constraintSlot, CONSTRAINT_SLOTS, type PredictOptions } from './predict/predict.js';

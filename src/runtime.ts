@@ -12,6 +12,8 @@ export interface RuntimeReport {
   cudnn: { available: boolean; version: string | null };
   devices: { index: number; name: string; memoryGiB: number; computeCapability: string }[];
   threads: { libtorch: number; interop: number; cpuCores: number };
+  /** c10d backends for data-parallel training ([] when built without libtorch's c10d headers). */
+  distributedBackends: string[];
   node: string;
   platform: string;
 }
@@ -39,6 +41,7 @@ export function runtimeReport(): RuntimeReport {
       })),
     ],
     threads: { libtorch: info.threads, interop: info.interopThreads, cpuCores: os.availableParallelism() },
+    distributedBackends: info.distributedBackends,
     node: process.versions.node,
     platform: `${os.platform()} ${os.release()} ${os.arch()}`,
   };

@@ -6,13 +6,14 @@ import { describe, expect, it } from 'vitest';
 
 import { parseTrainConfig } from '../src/config/schema.js';
 import { loadNative } from '../src/native/loader.js';
+import { SINGLE_PROCESS } from '../src/train/distributed.js';
 import { NATIVE_TRAIN_FIELDS, nativeTrainSettings, type NativeTrainSettings } from '../src/train/native-settings.js';
 import { repoRoot } from './helpers.js';
 
 /** The engine's settings of a tiny run, built as fit() builds them. */
 function settings(): NativeTrainSettings {
   const config = parseTrainConfig({ dataDir: 'data', expName: 'bridge', device: 'cpu', patchSize: 16, baseChannels: 8 });
-  return nativeTrainSettings(config, { condDim: 13, leftRightPairs: [[6, 7]], checkpointDir: '/nonexistent/checkpoints', resume: false, resumeFrom: '', checkpointMetadata: { structures: '[]' }, targetChannels: [1, 2], boundaryChannels: [3], dvhChannels: [1, 2, 3] });
+  return nativeTrainSettings(config, { condDim: 13, leftRightPairs: [[6, 7]], checkpointDir: '/nonexistent/checkpoints', resume: false, resumeFrom: '', checkpointMetadata: { structures: '[]' }, targetChannels: [1, 2], boundaryChannels: [3], dvhChannels: [1, 2, 3], distributed: SINGLE_PROCESS });
 }
 
 function tinyCase(constraints = 13) {
@@ -32,7 +33,7 @@ function refusal(value: Record<string, unknown>, cases = { train: [tinyCase()], 
 
 describe('the typed settings bridge (binding/settings.h)', () => {
   it('sends exactly the schema fields the engine reads, with the run\'s own', () => {
-    expect(Object.keys(settings()).sort()).toEqual([...NATIVE_TRAIN_FIELDS, 'condDim', 'leftRightPairs', 'checkpointDir', 'resume', 'resumeFrom', 'checkpointMetadata', 'targetChannels', 'boundaryChannels', 'dvhChannels'].sort());
+    expect(Object.keys(settings()).sort()).toEqual([...NATIVE_TRAIN_FIELDS, 'condDim', 'leftRightPairs', 'checkpointDir', 'resume', 'resumeFrom', 'checkpointMetadata', 'targetChannels', 'boundaryChannels', 'dvhChannels', 'distributed'].sort());
   });
 
   it('refuses a missing key, naming it', () => {
@@ -57,6 +58,8 @@ describe('the typed settings bridge (binding/settings.h)', () => {
     expect(refusal({ ...settings(), checkpointMetadata: { structures: 3 } }).message).toMatch(/'checkpointMetadata' must be an object of strings \(its entry 'structures' is a number\)/);
     expect(refusal({ ...settings(), seed: -1 }).message).toBe("the training setting 'seed' must be a whole number >= 0, got -1");
     expect(refusal({ ...settings(), dvhChannels: [1, 'PTV70'] }).message).toBe("the training setting 'dvhChannels' must be an array of whole numbers");
+    expect(refusal({ ...settings(), distributed: { ...SINGLE_PROCESS, wordSize: 2 } }).message).toMatch(/^unknown distributed setting 'wordSize'/);
+    expect(refusal({ ...settings(), distributed: { ...SINGLE_PROCESS, rank: -1 } }).message).toBe("the distributed setting 'rank' must be a whole number >= 0, got -1");
   });
 
   it('refuses a case whose conditioning vector is not condDim long, and an unknown case field', () => {

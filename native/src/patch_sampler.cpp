@@ -117,14 +117,19 @@ void cut_patch(const SamplingCase& source, const PatchPlan& plan, const PatchSam
 PatchLoader::PatchLoader(std::shared_ptr<const std::vector<SamplingCase>> cases, PatchSamplerOptions options)
     : cases_(std::move(cases)), options_(options) {
   require(!cases_->empty(), "there are no training cases to sample patches from");
-  require(options_.batch_size >= 1 && options_.patches_per_volume >= 1 && options_.workers >= 1, "invalid patch loader settings");
+  require(options_.batch_size >= 1 && options_.patches_per_volume >= 1 && options_.workers >= 1 && options_.world_size >= 1 &&
+              options_.rank >= 0 && options_.rank < options_.world_size,
+          "invalid patch loader settings");
 }
 
 PatchLoader::~PatchLoader() { stop(); }
 
 int64_t PatchLoader::patches_per_epoch() const { return static_cast<int64_t>(cases_->size()) * options_.patches_per_volume; }
 
-int64_t PatchLoader::steps_per_epoch() const { return (patches_per_epoch() + options_.batch_size - 1) / options_.batch_size; }
+int64_t PatchLoader::steps_per_epoch() const {
+  const int64_t global_batch = options_.batch_size * options_.world_size;
+  return (patches_per_epoch() + global_batch - 1) / global_batch;
+}
 
 void PatchLoader::stop() {
   {
@@ -152,8 +157,9 @@ void PatchLoader::start_epoch(int64_t epoch, int64_t first_step) {
 }
 
 PatchBatch PatchLoader::make_batch(int64_t step) const {
-  const int64_t first = step * options_.batch_size;
-  const int64_t last = std::min<int64_t>(first + options_.batch_size, static_cast<int64_t>(order_.size()));
+  const int64_t size = static_cast<int64_t>(order_.size());
+  const int64_t first = std::min<int64_t>((step * options_.world_size + options_.rank) * options_.batch_size, size);
+  const int64_t last = std::min<int64_t>(first + options_.batch_size, size);
   const int64_t p = options_.patch;
   const int64_t channels = (*cases_)[0].input.size(0);
   const auto options = torch::TensorOptions().dtype(torch::kFloat).pinned_memory(options_.pin_memory);

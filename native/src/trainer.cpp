@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "vmat/checkpoint.h"
+#include "vmat/distributed.h"
 #include "vmat/error.h"
 #include "vmat/optim.h"
 #include "vmat/runtime.h"
@@ -81,8 +82,11 @@ const ExtraTerm kExtraTerms[4] = {
     {&LossConfig::use_dvh_loss, &LossTerms::dvh, "trainDvh", "sum_dvh"},
 };
 
-Metadata state_metadata(const TrainingLoopState& state, const LossConfig& loss) {
+// patches_per_step: the global batch (batch × world size) that `step` counts in, so that a run resumes with another
+// number of ranks.
+Metadata state_metadata(const TrainingLoopState& state, const LossConfig& loss, int64_t patches_per_step) {
   Metadata metadata;
+  metadata["patches_per_step"] = std::to_string(patches_per_step);
   metadata["format"] = "vmat-native-training-state-1";
   metadata["epoch"] = std::to_string(state.epoch);
   metadata["step"] = std::to_string(state.step);
@@ -231,7 +235,9 @@ void Trainer::emit(const std::string& json) const {
   if (writes_files() && callbacks_.emit) callbacks_.emit(json);
 }
 
-bool Trainer::cancelled() const { return callbacks_.cancelled && callbacks_.cancelled(); }
+bool Trainer::cancel_requested() const { return callbacks_.cancelled && callbacks_.cancelled(); }
+
+bool Trainer::cancelled() const { return cancel_requested(); }
 
 void Trainer::validate_settings() const {
   require(!train_cases_.empty(), "there are no training cases");
@@ -335,6 +341,18 @@ void Trainer::prepare_model() {
     model_ = loaded.model;
     auto saved = load_tensors(state_path);
     state_ = parse_state(saved.metadata, state_path, options_.checkpoint_dir);
+    // Stopped mid-epoch with another global batch (another number of ranks or batch size): continue at the first
+    // step of this run's batches that does not start past the patches already trained (states written before
+    // data-parallel training counted in steps of the batch size).
+    const auto found = saved.metadata.find("patches_per_step");
+    int64_t saved_per_step = options_.batch_size;
+    try {
+      if (found != saved.metadata.end()) saved_per_step = std::stoll(found->second);
+    } catch (const std::logic_error&) {
+      throw Error(ErrorCode::InvalidInput, "the training state " + state_path + " holds a patches_per_step that is not a number; it cannot be resumed");
+    }
+    const int64_t per_step = options_.batch_size * options_.distributed.world_size;
+    if (saved_per_step != per_step && saved_per_step > 0) state_.step = state_.step * saved_per_step / per_step;
     saved_optimizer = std::move(saved.tensors);
   }
   model_->to(device_);
@@ -379,13 +397,21 @@ LossTerms Trainer::compute_loss(const LossInputs& inputs) const { return (*loss_
 // ---------------------------------------------------------------- train step, after backward, optimizer step
 
 Trainer::StepValues Trainer::train_step(const PatchBatch& batch, int64_t epoch, double lr) {
+  optimizer_->zero_grad();
+  const int64_t samples = batch.input.size(0);
+  if (samples == 0) {
+    // A rank without patches in an epoch's last step (data parallel) still joins the step's reduction.
+    LossTerms terms;
+    terms.total = terms.mse = terms.grad = terms.neg = torch::zeros({}, torch::TensorOptions().device(device_));
+    after_backward(terms, 0);
+    return optimizer_step(terms, epoch, lr);
+  }
   auto input = batch.input.to(device_, /*non_blocking=*/true);
   auto target = batch.dose.to(device_, true);
   auto constraints = batch.constraints.to(device_, true);
-  optimizer_->zero_grad();
   at::Tensor prediction;
   with_autocast(mixed_, device_, autocast_dtype_, [&] { prediction = model_->forward(input, constraints); });
-  const auto terms = compute_loss({prediction.to(torch::kFloat), target, input, constraints, epoch * steps_ + state_.step});
+  auto terms = compute_loss({prediction.to(torch::kFloat), target, input, constraints, epoch * steps_ + state_.step});
   if (precision_ == "fp16") {
     (terms.total * state_.loss_scale).backward();
     torch::NoGradGuard no_grad;
@@ -395,7 +421,7 @@ Trainer::StepValues Trainer::train_step(const PatchBatch& batch, int64_t epoch, 
   } else {
     terms.total.backward();
   }
-  after_backward();
+  after_backward(terms, samples);
   return optimizer_step(terms, epoch, lr);
 }
 
@@ -460,7 +486,9 @@ bool Trainer::train_epoch(int64_t epoch, double lr, double& voxels, double& step
     for (size_t i = 0; i < 4; ++i) state_.sum_extra[i] += values.extra[i];
     state_.steps_done += 1;
     const double seconds = seconds_since(step_start);
-    voxels += static_cast<double>(batch.input.size(0)) * patch_voxels;
+    // The patches of the whole step, over every rank.
+    const int64_t per_step = options_.batch_size * options_.distributed.world_size;
+    voxels += static_cast<double>(std::min(per_step, loader_->patches_per_epoch() - state_.step * per_step)) * patch_voxels;
     step_seconds += seconds;
     const int64_t done_here = state_.step + 1;
     emit(JsonEvent("step")
@@ -564,7 +592,7 @@ void Trainer::save_checkpoint(const std::string& path, int64_t epoch, double val
     tensors["step." + parameter_names_[i]] = torch::tensor({adam.step()}, torch::kLong);
   }
   tensors["rng.torch_cpu"] = at::detail::getDefaultCPUGenerator().get_state();
-  auto state_entries = state_metadata(state_, options_.loss);
+  auto state_entries = state_metadata(state_, options_.loss, options_.batch_size * options_.distributed.world_size);
   state_entries[kPairKey] = token;
   save_tensors(state_path_of(path), tensors, state_entries);
   save_model(path, model_, metadata);
@@ -709,6 +737,7 @@ TrainResult Trainer::run() {
 
 TrainResult train_model(const std::vector<TrainingCase>& train_cases, const std::vector<TrainingCase>& val_cases,
                         const TrainerOptions& options, const TrainerCallbacks& callbacks) {
+  if (options.distributed.world_size > 1) return train_data_parallel(train_cases, val_cases, options, callbacks);
   return Trainer(train_cases, val_cases, options, callbacks).run();
 }
 

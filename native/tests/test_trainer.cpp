@@ -84,7 +84,7 @@ class RecordingTrainer : public vmat::Trainer {
   std::vector<size_t> share{0, 1};
 
  protected:
-  void after_backward() override {
+  void after_backward(vmat::LossTerms&, int64_t) override {
     bool all_have_gradients = true;
     for (const auto& parameter : parameters()) all_have_gradients &= parameter.grad().defined();
     calls.push_back(all_have_gradients ? "after_backward" : "after_backward without gradients");

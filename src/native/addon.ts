@@ -43,6 +43,8 @@ export interface NativeRuntimeInfo {
   threads: number;
   interopThreads: number;
   parallelInfo: string;
+  /** c10d backends built in for data-parallel training: [], ['gloo'] or ['gloo', 'nccl']. */
+  distributedBackends: string[];
   devices: { index: number; name: string; totalMemoryBytes: number; computeCapability: string }[];
 }
 

@@ -7,6 +7,7 @@
  * the member in TrainerOptions (native/include/vmat/trainer.h) and one line in TrainOptionsFrom (binding/train.cc).
  */
 import type { TrainConfig } from '../config/schema.js';
+import type { NativeDistributedSettings } from './distributed.js';
 
 /** The schema's settings the engine reads, by the schema's names. */
 export const NATIVE_TRAIN_FIELDS = [
@@ -70,6 +71,8 @@ export interface NativeRunSettings {
   targetChannels: number[];
   boundaryChannels: number[];
   dvhChannels: number[];
+  /** This process's rank of a data-parallel run (worldSize 1: one process). */
+  distributed: NativeDistributedSettings;
 }
 
 export type NativeTrainSettings = Pick<TrainConfig, (typeof NATIVE_TRAIN_FIELDS)[number]> & NativeRunSettings;

@@ -58,10 +58,12 @@ import { caseConditioning } from '../sites/conditioning.js';
 import { channelNamesOfCase, DEFAULT_SITE, isDefaultProfile, leftRightChannelPairs, resolveSiteProfile, structureMatcher, type SiteProfile } from '../sites/profile.js';
 import { VERSION } from '../version.js';
 import type { EpochEvent, StopReason, TrainEvent } from './events.js';
+import { resolveDistributed, type DistributedOptions } from './distributed.js';
 import { nativeTrainSettings } from './native-settings.js';
 import { checkVggWeights } from './vgg-weights.js';
 
 export type * from './events.js';
+export type { DistributedOptions } from './distributed.js';
 
 export interface FitOptions {
   onProgress?: (event: TrainEvent) => void;
@@ -77,6 +79,11 @@ export interface FitOptions {
   overwrite?: boolean;
   /** The split to train with (a study's k-fold split, or its split kept across seeds) instead of the settings' own. */
   split?: DatasetSplit;
+  /**
+   * This process's rank of a data-parallel run (every rank calls fit() with the same config; see distributedFromEnv).
+   * Rank 0 writes the run folder and sends the events; the other ranks write nothing and send no events.
+   */
+  distributed?: DistributedOptions;
 }
 
 /** What `fit()` takes to resume: the run folder's name (expName, logDir) and any settings that may change. */
@@ -157,11 +164,16 @@ export class Trainer {
   /** Trains one run; resolves when it stops (max epochs, early stop, abort). To resume, expName (and logDir) suffice. */
   async fit(config: TrainConfigInput | ResumeConfigInput, options: FitOptions = {}): Promise<FitResult> {
     const started = Date.now();
-    const warn = (message: string) => options.onWarning?.(message);
     if (options.resume && options.overwrite) throw invalidInput('resume and overwrite exclude each other: continue the run or replace it', { settings: ['resume', 'overwrite'] });
     // Everything that can refuse the run is checked, and every case loaded, before anything is written: a run
     // that cannot start leaves no run folder (and replaces none).
-    const plan = options.resume ? await this.planResume(config, warn, options.signal) : await this.planFresh(config as TrainConfigInput, options.overwrite === true, options.split);
+    const distributed = resolveDistributed(options.distributed);
+    // Rank 0 writes the run folder and sends the events; the other ranks read what they need and write nothing.
+    const writer = distributed.rank === 0;
+    const warn = (message: string) => {
+      if (writer) options.onWarning?.(message);
+    };
+    const plan = options.resume ? await this.planResume(config, warn, options.signal) : await this.planFresh(config as TrainConfigInput, options.overwrite === true, options.split, writer);
     const { runDir, settings, split } = plan;
     // A weights file that is missing or not VGG16 is refused at once.
     if (settings.useVggLoss) checkVggWeights(settings.vggWeights);
@@ -169,7 +181,7 @@ export class Trainer {
     // A bad site profile is refused here, before anything is written. A resumed run keeps the profile it recorded
     // (a run that records none is of the default site).
     const profile = plan.resume ? (plan.resume.previous.siteProfile ?? resolveSiteProfile(DEFAULT_SITE)) : resolveSiteProfile(settings.site);
-    const emit = this.eventSink(runDir, settings, plan.resume, options.onProgress);
+    const emit = this.eventSink(runDir, settings, plan.resume, writer ? options.onProgress : undefined, writer);
 
     const load = async (ids: string[], files: string[]) => {
       const cases: NativeTrainCase[] = [];
@@ -190,7 +202,7 @@ export class Trainer {
     const val = await load(split.val, split.files.val);
     const patchWarning = this.patchWarning(settings.patchSize, [...train, ...val]);
     if (patchWarning && !options.signal?.aborted) warn(patchWarning);
-    const inputs = plan.resume || options.signal?.aborted ? undefined : await fingerprintInputs(resolve(settings.dataDir), split, options.signal).catch((error: unknown) => {
+    const inputs = plan.resume || !writer || options.signal?.aborted ? undefined : await fingerprintInputs(resolve(settings.dataDir), split, options.signal).catch((error: unknown) => {
       if (isAbortError(error) || options.signal?.aborted) return undefined;
       throw error;
     });
@@ -200,10 +212,10 @@ export class Trainer {
     }
 
     const createdFolder = !existsSync(runDir);
-    if (plan.resume) {
+    if (writer && plan.resume) {
       if (plan.resume.point.note) warn(plan.resume.point.note);
       await this.cleanTemporaries(runDir);
-    } else {
+    } else if (writer) {
       await this.writeRunFolder(runDir, settings, split, inputs!, profile);
     }
     emit.open();
@@ -225,6 +237,7 @@ export class Trainer {
               resume: Boolean(plan.resume?.point.path),
               resumeFrom: plan.resume?.point.path ?? '',
               checkpointMetadata: this.checkpointMetadata(settings, profile),
+              distributed,
             }),
             native,
           ),
@@ -242,13 +255,13 @@ export class Trainer {
       };
     } catch (error) {
       await emit.flush().catch(() => undefined);
-      if (!emit.started() && !plan.resume) {
+      if (writer && !emit.started() && !plan.resume) {
         // The engine refused to start (a setting only it checks): the folder this call wrote goes again.
         await removeRunFiles(runDir).catch(() => undefined);
         if (createdFolder) await rmdir(runDir).catch(() => undefined);
         throw error;
       }
-      if (error instanceof VmatError && (error.code === 'VMAT_NOT_FINITE' || error.code === 'VMAT_OUT_OF_MEMORY')) {
+      if (writer && error instanceof VmatError && (error.code === 'VMAT_NOT_FINITE' || error.code === 'VMAT_OUT_OF_MEMORY')) {
         await writeTrainingSummary(runDir, {
           stopReason: error.code === 'VMAT_NOT_FINITE' ? 'not_finite' : 'out_of_memory',
           error: error.message,
@@ -257,7 +270,7 @@ export class Trainer {
       }
       throw error;
     }
-    await writeTrainingSummary(runDir, { ...summary, finishedAt: new Date().toISOString() });
+    if (writer) await writeTrainingSummary(runDir, { ...summary, finishedAt: new Date().toISOString() });
     return summary;
   }
 
@@ -349,10 +362,11 @@ export class Trainer {
   }
 
   /** The settings and split of a new run, checked; refuses a folder that exists (without overwrite) before writing. */
-  private async planFresh(config: TrainConfigInput, overwrite: boolean, given?: DatasetSplit): Promise<RunPlan> {
+  private async planFresh(config: TrainConfigInput, overwrite: boolean, given: DatasetSplit | undefined, writer: boolean): Promise<RunPlan> {
     const settings = parseTrainConfig(config);
     const runDir = resolve(settings.logDir, settings.expName);
-    if (existsSync(runDir)) {
+    // The other ranks of a data-parallel run write nothing: rank 0 may have made the folder already.
+    if (writer && existsSync(runDir)) {
       if (!overwrite) {
         throw invalidInput(`the run folder ${runDir} already exists: set resume to continue it or overwrite to replace it (or choose another expName)`, { settings: ['resume', 'overwrite', 'expName'] });
       }
@@ -528,7 +542,7 @@ export class Trainer {
    * Writes every event to log.jsonl (and epochs to metrics.csv) in order, then hands it to the caller. Events that
    * come before the run folder exists (loading) wait until `open()`.
    */
-  private eventSink(runDir: string, settings: TrainConfig, resume: RunPlan['resume'], onProgress?: (event: TrainEvent) => void) {
+  private eventSink(runDir: string, settings: TrainConfig, resume: RunPlan['resume'], onProgress: ((event: TrainEvent) => void) | undefined, writes: boolean) {
     let open!: () => void;
     let opened = false;
     let started = false;
@@ -537,6 +551,7 @@ export class Trainer {
     // The event file is created with the first event written, once the run folder exists.
     let tensorboard: TensorBoardLog | undefined;
     const write = async (event: TrainEvent) => {
+      if (!writes) return;
       await appendLogEvent(runDir, event);
       if (settings.tensorboard) (tensorboard ??= new TensorBoardLog(runDir, { gradientLoss: settings.useGradientLoss })).write(event);
       if (event.type === 'start') {

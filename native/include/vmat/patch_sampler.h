@@ -51,6 +51,11 @@ struct PatchSamplerOptions {
   // Page-locked batches, for training on CUDA: their host-to-device copies run asynchronously (non_blocking) instead
   // of blocking the training thread. Needs a libtorch with CUDA.
   bool pin_memory = false;
+  // Data parallel: each step's global batch is batch_size × world_size patches of the epoch's order, and this process
+  // cuts the rank-th batch_size of them (fewer, or none, in an epoch's last step), so that the ranks together see
+  // exactly the patches one process with batch batch_size × world_size sees.
+  int64_t rank = 0;
+  int64_t world_size = 1;
 };
 
 struct PatchBatch {

@@ -7,7 +7,7 @@
 //   prepare()                    device and precision, model (+ resume state), optimizer, prepare_loader()
 //   per epoch, per step:
 //     train_step(batch)          forward, compute_loss(), backward
-//     after_backward()           HOOK: nothing for one process; data-parallel training all-reduces the gradients here
+//     after_backward(terms, n)   HOOK: nothing for one process; data-parallel training all-reduces the gradients here
 //     optimizer_step()           clipping, fp16 loss scaling, AdamW
 //   validate()                   sliding window over validation_share(); HOOK reduce_validation() sums over ranks
 //   save_checkpoints()           best k + last; HOOK writes_files() (rank 0 only)
@@ -33,6 +33,17 @@
 #include "vmat/unet.h"
 
 namespace vmat {
+
+// Data-parallel training (native/src/distributed.cpp): world_size processes, each with its rank, meeting at
+// master_addr:master_port (rank 0 listens there). world_size 1 is the single-process trainer.
+struct DistributedOptions {
+  int64_t world_size = 1;
+  int64_t rank = 0;
+  int64_t local_rank = 0;  // the CUDA device of this process on its machine
+  std::string master_addr;
+  int64_t master_port = 0;
+  double timeout_seconds = 0;  // a rank that does not answer within this ends the run, named
+};
 
 // The settings of a run. The values come from the one schema (src/config/schema.ts) through the typed bridge
 // (binding/train.cc); there are no defaults here, so that nothing can silently differ from the schema's.
@@ -65,6 +76,7 @@ struct TrainerOptions {
   std::string resume_from;       // the checkpoint to resume from: checkpoint_dir/last or previous.safetensors
   Metadata checkpoint_metadata;  // added to every checkpoint (structures, normalisation dose, ...)
   int keep_best = 3;             // spec/training.md: the best 3 checkpoints are kept (not a user setting)
+  DistributedOptions distributed;
 };
 
 struct TrainerCallbacks {
@@ -144,8 +156,9 @@ class Trainer {
   virtual std::unique_ptr<PatchLoader> prepare_loader(const PatchSamplerOptions& sampler,
                                                       std::shared_ptr<std::vector<SamplingCase>> cases);
   // After backward (gradients unscaled under fp16), before clipping and the optimizer step: data parallel all-reduces
-  // (averages) the gradients of parameters() here.
-  virtual void after_backward() {}
+  // (averages) the gradients of parameters() here, and the loss terms with them (samples: the patches of this
+  // process's batch, 0 for a rank without any in an epoch's last step: it has no gradients then).
+  virtual void after_backward(LossTerms& terms, int64_t samples) {}
   // The validation cases this process evaluates (indices into the validation cases): all of them.
   virtual std::vector<size_t> validation_share() const;
   // Data parallel: sums each field over the ranks.
@@ -162,7 +175,9 @@ class Trainer {
   const torch::Device& device() const { return device_; }
   TrainingLoopState& state() { return state_; }
   void emit(const std::string& json) const;
-  bool cancelled() const;
+  // Whether to stop (data parallel: what the ranks agreed on at the last reduction, so that they stop together).
+  virtual bool cancelled() const;
+  bool cancel_requested() const;  // this process's own request (Ctrl-C, AbortSignal)
 
  private:
   struct StepValues {
@@ -210,7 +225,8 @@ class Trainer {
   TrainingLoopState state_;
 };
 
-// Trainer(...).run(): the single-process trainer.
+// Trainer(...).run(): the single-process trainer; with options.distributed.world_size > 1, this process's rank of
+// data-parallel training (train_data_parallel, distributed.h).
 TrainResult train_model(const std::vector<TrainingCase>& train_cases, const std::vector<TrainingCase>& val_cases,
                         const TrainerOptions& options, const TrainerCallbacks& callbacks);
 

@@ -25,6 +25,7 @@ export function register(program: Command): void {
         `cuDNN         ${report.cudnn.available ? report.cudnn.version ?? 'available' : 'not available'}`,
         `devices       ${report.devices.length === 0 ? 'cpu only' : report.devices.map((d) => `cuda:${d.index} ${d.name} (${d.memoryGiB} GiB, sm ${d.computeCapability})`).join('; ')}`,
         `threads       libtorch ${report.threads.libtorch}, inter-op ${report.threads.interop}, CPU cores ${report.threads.cpuCores}`,
+        `distributed   ${report.distributedBackends.length ? `c10d ${report.distributedBackends.join(', ')}` : 'not built (libtorch\'s c10d or gloo headers were missing at build time; on Debian: apt-get install libgloo-dev and rebuild)'}`,
         `node          ${report.node}`,
         `platform      ${report.platform}`,
       ];

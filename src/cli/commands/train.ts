@@ -7,6 +7,8 @@ import type { Command } from 'commander';
 
 import { TRAIN_FIELDS, flagOf, parseFlagValue, type TrainField } from '../../config/schema.js';
 import { invalidInput } from '../../errors.js';
+import { DEFAULT_DISTRIBUTED_TIMEOUT_SECONDS, distributedFromEnv } from '../../train/distributed.js';
+import { LAUNCHED_RANK_VARIABLE, launchLocalRanks } from '../../train/launch.js';
 import { Trainer, type TrainEvent } from '../../train/trainer.js';
 import { note, printJson } from '../output.js';
 
@@ -154,6 +156,14 @@ export async function trainConfigFromFlags(flags: Record<string, unknown>): Prom
   return { ...fromFile, ...fromFlags };
 }
 
+/** A launcher flag's number: `what` says what is allowed (whole, >= minimum; or any positive number). */
+function flagNumber(flag: string, raw: unknown, minimum: number, whole = true): number {
+  const value = Number(raw);
+  const ok = typeof raw === 'string' && raw.trim() !== '' && Number.isFinite(value) && (whole ? Number.isInteger(value) && value >= minimum : value > minimum);
+  if (!ok) throw invalidInput(`${flag} is ${JSON.stringify(raw)}: expected ${whole ? `a whole number >= ${minimum}` : `a number > ${minimum}`}`);
+  return value;
+}
+
 export function register(program: Command): void {
   const command = program
     .command('train')
@@ -161,10 +171,36 @@ export function register(program: Command): void {
     .option('--config <file>', 'JSON file of settings (the fields of fit()); flags override it')
     .option('--resume', 'continue <log-dir>/<exp-name> from checkpoints/last with its settings, data folder and split (no --data-dir needed); only --epochs, --patience, --device, --threads, --num-workers and --sw-batch may change, and each change is recorded')
     .option('--overwrite', 'replace an existing run folder: the files vmat-native wrote there, nothing else')
-    .option('--json', 'print the result as one JSON document');
+    .option('--json', 'print the result as one JSON document')
+    .option('--nproc-per-node <n>', 'data-parallel training: start n ranks on this machine (one per GPU; Gloo on the CPU, NCCL on CUDA)')
+    .option('--nnodes <n>', 'data parallel over n machines, each started with the same command and its --node-rank (default: 1)')
+    .option('--node-rank <r>', "this machine's index, 0 … nnodes - 1 (default: 0)")
+    .option('--master-addr <host>', 'host of node 0, where the ranks meet (default: 127.0.0.1; needed with --nnodes > 1)')
+    .option('--master-port <port>', 'port on node 0 (default: a free one on one machine, 29500 with more)')
+    .option('--dist-timeout <seconds>', `data parallel: a rank that does not answer within this ends the run, named (default: ${DEFAULT_DISTRIBUTED_TIMEOUT_SECONDS})`);
   addTrainFlags(command);
   command.action(async (flags: Record<string, unknown>) => {
     const config = (await trainConfigFromFlags(flags)) as Parameters<Trainer['fit']>[0];
+    const timeoutSeconds = flags.distTimeout === undefined ? DEFAULT_DISTRIBUTED_TIMEOUT_SECONDS : flagNumber('--dist-timeout', flags.distTimeout, 0, false);
+    const launched = process.env[LAUNCHED_RANK_VARIABLE] === '1';
+    if (!launched && flags.nprocPerNode !== undefined) {
+      process.exitCode = await launchLocalRanks({
+        nprocPerNode: flagNumber('--nproc-per-node', flags.nprocPerNode, 1),
+        nnodes: flags.nnodes === undefined ? 1 : flagNumber('--nnodes', flags.nnodes, 1),
+        nodeRank: flags.nodeRank === undefined ? 0 : flagNumber('--node-rank', flags.nodeRank, 0),
+        masterAddr: typeof flags.masterAddr === 'string' ? flags.masterAddr : undefined,
+        masterPort: flags.masterPort === undefined ? undefined : flagNumber('--master-port', flags.masterPort, 1),
+        timeoutSeconds,
+        args: [...process.execArgv, ...process.argv.slice(1)],
+        note,
+      });
+      return;
+    }
+    if (!launched && [flags.nnodes, flags.nodeRank, flags.masterAddr, flags.masterPort].some((value) => value !== undefined)) {
+      throw invalidInput('--nnodes, --node-rank, --master-addr and --master-port go with --nproc-per-node (under torchrun or SLURM their variables say it)');
+    }
+    // Started by the launcher above, by torchrun or by SLURM: this process is one rank.
+    const distributed = distributedFromEnv(process.env, timeoutSeconds);
 
     const controller = new AbortController();
     const printer = progressPrinter(Boolean(process.stderr.isTTY) && !flags.json);
@@ -187,6 +223,7 @@ export function register(program: Command): void {
         signal: controller.signal,
         resume: flags.resume === true,
         overwrite: flags.overwrite === true,
+        distributed,
         onProgress: (event) => printer.onEvent(event),
         onWarning: (message) => note(`warning: ${message}`),
       });
