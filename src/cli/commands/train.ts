@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { TRAIN_FIELDS, flagOf, parseFlagValue, type TrainField } from '../../config/schema.js';
 import { invalidInput } from '../../errors.js';
 import { DEFAULT_DISTRIBUTED_TIMEOUT_SECONDS, distributedFromEnv } from '../../train/distributed.js';
-import { LAUNCHED_RANK_VARIABLE, launchLocalRanks } from '../../train/launch.js';
+import { LAUNCHED_RANK_VARIABLE, launchLocalRanks } from '../launch.js';
 import { Trainer, type TrainEvent } from '../../train/trainer.js';
 import { note, printJson } from '../output.js';
 

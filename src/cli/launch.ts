@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import os from 'node:os';
 
 import { invalidInput } from '../errors.js';
-import { DEFAULT_MASTER_PORT } from './distributed.js';
+import { DEFAULT_MASTER_PORT } from '../train/distributed.js';
 
 /** Set in the environment of the ranks the launcher starts, so that they train instead of launching again. */
 export const LAUNCHED_RANK_VARIABLE = 'VMAT_LAUNCHED_RANK';
