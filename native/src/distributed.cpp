@@ -257,9 +257,18 @@ class Group {
       }
       return settings;
     };
-    const auto reference = options_.rank == 0 ? mine : parse(store_->get("vmat/settings/0"));
+    std::vector<std::vector<std::pair<std::string, std::string>>> all;
+    for (int64_t r = 0; r < options_.world_size; ++r) all.push_back(r == options_.rank ? mine : parse(store_->get(key("vmat/settings/", r))));
+    // Rank 0 hosts the store: it waits until every rank has read the settings, so that a refusal reaches each rank as
+    // the sentence below, not as a broken connection to a store that went away.
+    store_->add("vmat/settings-read", 1);
+    if (options_.rank == 0) {
+      const auto deadline = Clock::now() + timeout_;
+      while (store_->add("vmat/settings-read", 0) < options_.world_size && Clock::now() < deadline) std::this_thread::sleep_for(Milliseconds(5));
+    }
+    const auto& reference = all[0];
     for (int64_t r = 1; r < options_.world_size; ++r) {
-      const auto theirs = r == options_.rank ? mine : parse(store_->get(key("vmat/settings/", r)));
+      const auto& theirs = all[r];
       for (size_t i = 0; i < reference.size(); ++i) {
         const auto found = std::find_if(theirs.begin(), theirs.end(), [&](const auto& item) { return item.first == reference[i].first; });
         const std::string value = found == theirs.end() ? "(none)" : found->second;
