@@ -249,6 +249,9 @@ describe.skipIf(!tools)('import dicom: a plastimatch CT + RTSTRUCT + RTDOSE (+ R
     expect(data.structures).toContain('RECTUM'); // not a head and neck structure: kept under its own name
     expect(data.constraints).toHaveLength(10);
     expect(data.metadata).toMatchObject({ site: 'head-neck', prescription_gy: { PTV70: 72, PTV56: 57.6 } });
+    // The summary line says where a prescription or fraction count came from, as the file records it.
+    expect(result.cases[0]!.prescriptionSource).toBe(data.metadata.prescription_source);
+    expect(['rtplan', 'site profile head-neck']).toContain(result.cases[0]!.fractionsSource);
   });
 });
 

@@ -54,6 +54,9 @@ export interface ImportedCase {
   dose?: { files: number; summationType: string; maxGy: number; bodyCoveredPct: number };
   prescriptionGy: Record<string, number>;
   fractions?: number;
+  /** where the prescription and fractions came from: 'rtplan', or the site profile's defaults ('site profile NAME') */
+  prescriptionSource: string;
+  fractionsSource: string;
   problems: string[];
   notes: string[];
 }
@@ -178,6 +181,7 @@ async function importCase(files: CaseFiles, caseId: string, options: ImportDicom
   const storedName = (roi: string) => structures.mapping.find((m) => m.roi === roi)?.to.replace(/ \(kept\)$/, '') ?? match(roi) ?? roi;
   let prescriptionGy: Record<string, number> = {};
   let fractions: number | undefined;
+  let fractionsSource = `site profile ${profile.name}`;
   let prescriptionSource = `site profile ${profile.name}`;
   let planLabel: string | undefined;
   if (files.plan) {
@@ -188,6 +192,7 @@ async function importCase(files: CaseFiles, caseId: string, options: ImportDicom
       prescriptionSource = 'rtplan';
     }
     fractions = plan.fractions;
+    if (fractions !== undefined) fractionsSource = 'rtplan';
     planLabel = plan.label;
   }
   if (prescriptionSource !== 'rtplan') {
@@ -263,6 +268,8 @@ async function importCase(files: CaseFiles, caseId: string, options: ImportDicom
     dose: doseSummary,
     prescriptionGy,
     fractions,
+    prescriptionSource,
+    fractionsSource,
     problems,
     notes,
   };

@@ -35,6 +35,15 @@ async function readStructureMap(path: string): Promise<Record<string, string>> {
 
 const mm = (values: readonly number[]) => values.map((v) => Number(v.toFixed(3))).join(' × ');
 
+/** Says where a prescription or fraction count that no RTPLAN gave came from (the site profile's defaults). */
+function provenance(event: ImportedCase): string {
+  const defaults = [
+    ...(event.prescriptionSource !== 'rtplan' && Object.keys(event.prescriptionGy).length > 0 ? ['prescription'] : []),
+    ...(event.fractionsSource !== 'rtplan' && event.fractions ? ['fractions'] : []),
+  ];
+  return defaults.length === 0 ? '' : ` (${defaults.join(' and ')} from the ${event.fractionsSource !== 'rtplan' ? event.fractionsSource : event.prescriptionSource}: no RTPLAN gave ${defaults.length > 1 ? 'them' : 'it'})`;
+}
+
 function caseLines(event: ImportedCase | FailedCase, command: Command): string[] {
   if (event.status === 'failed') return [`${event.caseId}  not imported: ${withFlagNames(invalidInput(event.reason, { settings: event.settings }), command)}`];
   const [z, y, x] = event.shape;
@@ -44,7 +53,7 @@ function caseLines(event: ImportedCase | FailedCase, command: Command): string[]
   const rx = Object.entries(event.prescriptionGy).map(([name, gy]) => `${name} ${gy} Gy`).join(', ');
   return [
     `${event.caseId}  ${event.ctFiles} CT slices, ${z}×${y}×${x} voxels (z, y, x) of ${mm(event.spacingMm)} mm, ${event.structures.length} structures, body ${event.body}, ${dose}; ` +
-      `${rx || 'no prescription'}${event.fractions ? ` in ${event.fractions} fractions` : ''} → ${event.path}`,
+      `${rx || 'no prescription'}${event.fractions ? ` in ${event.fractions} fractions` : ''}${provenance(event)} → ${event.path}`,
     `    ROIs: ${mappingText(event.mapping)}`,
     ...event.notes.map((text) => `    note: ${text}`),
     ...event.problems.map((text) => `    problem: ${text}`),
